@@ -6,6 +6,12 @@ import type { Readable } from 'node:stream';
  */
 export interface Backend {
   readonly kind: 'fs' | 's3';
+  /**
+   * Settles only after every request it started has settled, and when it rejects nothing is stored
+   * under `key`. A signal that fires after the whole body was handed over may lose the race with the
+   * final commit, in which case put resolves: a caller cleaning up after an abort deletes `key` after
+   * put settles, whatever the outcome.
+   */
   put(input: PutInput): Promise<PutOutput>;
   get(input: GetInput): Promise<GetOutput>;
   /** null when the object does not exist. */
@@ -15,7 +21,12 @@ export interface Backend {
   deleteMany(input: { keys: string[] }): Promise<DeleteManyOutput>;
   list(input: ListInput): Promise<ListOutput>;
   createMultipart(input: { key: string; contentType?: string }): Promise<{ uploadId: string }>;
+  /** The body rules of put apply. NotFound when the upload was completed, aborted or never created. */
   uploadPart(input: UploadPartInput): Promise<{ etag: string }>;
+  /**
+   * Parts in ascending order, every one but the last at least 5 MiB, as S3 requires. Resolves to the
+   * backend's ETag, S3's multipart form `<md5 of the parts' md5s>-<count>` on fs and S3 itself.
+   */
   completeMultipart(input: CompleteMultipartInput): Promise<{ etag: string }>;
   /** Succeeds when the upload is already gone. */
   abortMultipart(input: { key: string; uploadId: string }): Promise<void>;
@@ -26,8 +37,13 @@ export interface Backend {
 
 export interface PutInput {
   key: string;
+  /**
+   * Read to its end. When it errors, put rejects with that same error, so the caller's own codes
+   * (quota, checksum) survive. On any failure put stops reading it but does not destroy it: the caller
+   * owns it and may still want to answer on the same connection.
+   */
   body: Readable;
-  /** Known length in bytes; undefined for a body of unknown length. */
+  /** Known length in bytes; undefined for a body of unknown length. A body of another length fails the put. */
   contentLength?: number;
   contentType?: string;
   signal?: AbortSignal;
@@ -42,8 +58,8 @@ export interface PutOutput {
 export interface ByteRange {
   /** First byte, inclusive. */
   start: number;
-  /** Last byte, inclusive. */
-  end: number;
+  /** Last byte, inclusive; clamped to the object's last byte. Omitted: to the end (`bytes=start-`). */
+  end?: number;
 }
 
 export interface GetInput {
@@ -53,6 +69,7 @@ export interface GetInput {
 }
 
 export interface GetOutput {
+  /** Holds a file handle or a connection until consumed or destroyed. */
   body: Readable;
   /** Bytes in body (the range's length when a range was asked for). */
   contentLength: number;
@@ -87,7 +104,8 @@ export interface UploadPartInput {
   uploadId: string;
   partNumber: number;
   body: Readable;
-  contentLength?: number;
+  /** Required, as in S3's UploadPart: an S3 backend could not send a part of unknown length without spooling it. */
+  contentLength: number;
   signal?: AbortSignal;
 }
 
