@@ -17,6 +17,8 @@ export default defineConfig({
           hookTimeout: 60_000,
           // Files start servers and databases of their own; two at a time suits a 2-core machine.
           maxWorkers: 2,
+          // Projects with different worker counts must run as separate groups.
+          sequence: { groupOrder: 1 },
         },
       },
     ],

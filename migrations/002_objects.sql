@@ -19,14 +19,14 @@ CREATE TABLE blobs (
   backend_key TEXT NOT NULL UNIQUE,
   refcount INTEGER NOT NULL DEFAULT 0 CHECK (refcount >= 0),
   created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-  -- Set when refcount reaches 0; the collector deletes the backend object and the row.
-  orphaned_at TIMESTAMPTZ,
   UNIQUE (account_id, sha256)
 );
-CREATE INDEX idx_blobs_orphaned ON blobs (orphaned_at) WHERE orphaned_at IS NOT NULL;
 
--- Bytes written to the backend whose commit has not happened yet. A row left behind by a crash tells the
--- collector which backend object to delete.
+-- Backend objects no committed blob points at: bytes of an upload in flight, a duplicate of an existing
+-- blob, or a blob whose last reference went. The writer removes its row once the object is committed or
+-- deleted; a row left behind by a crash tells the collector which backend object to delete.
+-- A blob row is deleted in the same transaction that drops its refcount to 0, so no new reference can
+-- reach bytes that are about to be deleted.
 CREATE TABLE staged_writes (
   backend_key TEXT PRIMARY KEY,
   account_id UUID NOT NULL REFERENCES agentcache_accounts (id) ON DELETE CASCADE,

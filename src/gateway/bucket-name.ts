@@ -5,8 +5,7 @@
  */
 import { S3Error } from './errors.js';
 
-/** `/api/...` on the gateway is the tenant REST API (ARCHITECTURE.md), so no bucket may be called that. */
-// `api` is the tenant REST API's path and `healthz` the gateway's liveness probe.
+/** `/api/...` on the gateway is the tenant REST API and `/healthz` its liveness probe: no bucket may take those names. */
 export const RESERVED_BUCKET_NAMES: ReadonlySet<string> = new Set(['api', 'healthz']);
 
 export const MAX_KEY_BYTES = 1024;

@@ -1,0 +1,15 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { AppDeps } from '../deps.js';
+import { registerLiveness } from '../health.js';
+import { baseServerOptions, logRequests } from '../http.js';
+import { restApi } from './rest/index.js';
+
+/** The tenant-facing listener: the S3 API and the tenant REST API under /api/. Does not listen. */
+export async function buildGatewayApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify(baseServerOptions(deps.logger, 1024 * 1024));
+  logRequests(app);
+  registerLiveness(app);
+  await app.register(restApi, { prefix: '/api', deps });
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,39 @@
+import type { FastifyInstance } from 'fastify';
+import { authenticateRest, RestAuthError } from '../../auth/rest-auth.js';
+import type { AppDeps } from '../../deps.js';
+import { toJsonError, type JsonErrorResponse } from '../../http-errors.js';
+import { quotaRoutes } from './quota.js';
+
+export { tenantOf } from './tenant.js';
+
+/**
+ * The tenant REST API (seed Part 4) under /api on the gateway listener. Encapsulated: its JSON errors,
+ * content-type parsers and authentication apply to /api only, whatever the S3 side registers.
+ */
+
+function restErrorResponse(error: unknown): JsonErrorResponse {
+  if (error instanceof RestAuthError) return { statusCode: error.statusCode, body: { error: error.message, code: error.code }, unexpected: false };
+  return toJsonError(error);
+}
+
+export async function restApi(app: FastifyInstance, options: { deps: AppDeps }): Promise<void> {
+  const { deps } = options;
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+
+  app.setErrorHandler((error, request, reply) => {
+    const response = restErrorResponse(error);
+    if (response.unexpected) request.log.error({ err: error }, 'REST request failed');
+    return reply.code(response.statusCode).send(response.body);
+  });
+  app.setNotFoundHandler((_request, reply) => reply.code(404).send({ error: 'Not found', code: 'NOT_FOUND' }));
+
+  app.decorateRequest('restTenant', null);
+  // Every REST route is a tenant's: authenticate once here, before any body is read.
+  app.addHook('onRequest', async (request) => {
+    request.restTenant = await authenticateRest(deps.keys, request.headers.authorization, request.headers['x-api-secret']);
+  });
+
+  await app.register(quotaRoutes, { deps });
+}

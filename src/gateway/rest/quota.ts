@@ -1,0 +1,74 @@
+import type { FastifyInstance } from 'fastify';
+import type { Queryable } from '../../db/index.js';
+import type { AppDeps } from '../../deps.js';
+import { bytesToGb, percentUsed } from '../../units.js';
+import { tenantOf } from './tenant.js';
+
+/** The seed's quota document (Part 4), computed from bytes: GB of 2^30 bytes to 2 decimals. */
+export interface QuotaDocument {
+  tier: string;
+  storage: { quota_gb: number; used_gb: number; available_gb: number; percent_used: number };
+  bandwidth: { quota_gb: number; used_gb: number; available_gb: number };
+}
+
+interface QuotaRow {
+  tier: string;
+  storage_quota_bytes: number;
+  storage_used_bytes: number;
+  bandwidth_quota_bytes: number;
+  bandwidth_used_bytes: number;
+}
+
+export async function readQuota(q: Queryable, accountId: string): Promise<QuotaDocument | null> {
+  // Bandwidth counts the current calendar month (UTC), the period bandwidth_usage rows are kept by.
+  const { rows } = await q.query<QuotaRow>(
+    `SELECT l.tier, l.storage_quota_bytes, a.storage_used_bytes, l.bandwidth_quota_bytes, COALESCE(b.bytes, 0) AS bandwidth_used_bytes
+       FROM agentcache_accounts a
+       JOIN account_limits l ON l.account_id = a.id
+       LEFT JOIN bandwidth_usage b ON b.account_id = a.id AND b.period_start = (date_trunc('month', now() AT TIME ZONE 'UTC'))::date
+      WHERE a.id = $1`,
+    [accountId],
+  );
+  const row = rows[0];
+  if (!row) return null;
+  return {
+    tier: row.tier,
+    storage: {
+      quota_gb: bytesToGb(row.storage_quota_bytes),
+      used_gb: bytesToGb(row.storage_used_bytes),
+      available_gb: bytesToGb(Math.max(0, row.storage_quota_bytes - row.storage_used_bytes)),
+      percent_used: percentUsed(row.storage_used_bytes, row.storage_quota_bytes),
+    },
+    bandwidth: {
+      quota_gb: bytesToGb(row.bandwidth_quota_bytes),
+      used_gb: bytesToGb(row.bandwidth_used_bytes),
+      available_gb: bytesToGb(Math.max(0, row.bandwidth_quota_bytes - row.bandwidth_used_bytes)),
+    },
+  };
+}
+
+const gbFigures = (names: string[]) => ({
+  type: 'object',
+  required: names,
+  properties: Object.fromEntries(names.map((name) => [name, { type: 'number' }])),
+});
+
+const quotaResponse = {
+  type: 'object',
+  required: ['tier', 'storage', 'bandwidth'],
+  properties: {
+    tier: { type: 'string' },
+    storage: gbFigures(['quota_gb', 'used_gb', 'available_gb', 'percent_used']),
+    bandwidth: gbFigures(['quota_gb', 'used_gb', 'available_gb']),
+  },
+} as const;
+
+/** GET /api/agentcache/quota: the calling account's limits and usage (seed Part 4). */
+export async function quotaRoutes(app: FastifyInstance, options: { deps: AppDeps }): Promise<void> {
+  app.get('/agentcache/quota', { schema: { response: { 200: quotaResponse } } }, async (request) => {
+    const quota = await readQuota(options.deps.db, tenantOf(request).accountId);
+    // Authenticated a moment ago: only an account row removed in between gets here.
+    if (!quota) throw new Error('account vanished after authentication');
+    return quota;
+  });
+}

@@ -1,0 +1,101 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, waitForListening } from '../helpers/cli.js';
+import { createPostgresDatabase, dbKinds } from '../helpers/db.js';
+
+const MASTER_KEY = 'b'.repeat(64);
+const ADMIN_SECRET = 'startup-test-admin-secret';
+
+describe.each(dbKinds)('serve and migrate on %s', (kind) => {
+  let env: Record<string, string>;
+  let cleanup: () => Promise<void>;
+
+  beforeAll(async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'jt-startup-'));
+    env = { DATA_DIR: dataDir, GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: '0', ADMIN_PORT: '0', JT_MASTER_KEY: MASTER_KEY, AGENTCACHE_WEBHOOK_SECRET: ADMIN_SECRET };
+    let dropDatabase = async () => {};
+    if (kind === 'postgres') {
+      const database = await createPostgresDatabase();
+      env.DATABASE_URL = database.url;
+      dropDatabase = database.drop;
+    }
+    cleanup = async () => {
+      await dropDatabase();
+      await rm(dataDir, { recursive: true, force: true });
+    };
+  });
+  afterAll(() => cleanup());
+
+  it('migrate applies the migrations, and a second run changes nothing', async () => {
+    const first = runCli(['migrate'], { env });
+    expect((await first.exited).code).toBe(0);
+    expect(first.stdout()).toMatch(/applied 1_accounts/);
+    const second = runCli(['migrate'], { env });
+    expect((await second.exited).code).toBe(0);
+    expect(second.stdout().trim()).toBe('database is up to date');
+  });
+
+  it('serve answers health and readiness on both listeners, and SIGTERM stops it cleanly', async () => {
+    const cli = runCli(['serve'], { env });
+    try {
+      const { gatewayUrl, adminUrl } = await waitForListening(cli);
+      expect((await fetch(`${gatewayUrl}/healthz`)).status).toBe(200);
+      expect((await fetch(`${adminUrl}/healthz`)).status).toBe(200);
+      const ready = await fetch(`${adminUrl}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toEqual({ status: 'ready', database: 'ok', backend: 'ok' });
+
+      cli.child.kill('SIGTERM');
+      expect(await cli.exited).toEqual({ code: 0, signal: null });
+      expect(cli.stdout()).toMatch(/"msg":"stopped"/);
+      await expect(fetch(`${gatewayUrl}/healthz`)).rejects.toThrow();
+    } finally {
+      cli.child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('start-up errors', () => {
+  it.each([
+    [{ GATEWAY_PORT: 'abc' }, 'GATEWAY_PORT'],
+    [{ DATABASE_URL: 'postgres://127.0.0.1/x' }, 'JT_MASTER_KEY'],
+    [{ STORAGE_BACKEND: 's3' }, 'LYVE_ENDPOINT'],
+  ])('a bad setting %o stops start-up with one line naming %s', async (env, variable) => {
+    const cli = runCli(['serve'], { env });
+    const { code } = await cli.exited;
+    expect(code).toBe(2);
+    const lines = cli.stderr().trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^jettythunder: configuration error: ${variable}: `));
+  });
+
+  it('an unknown command prints usage and fails', async () => {
+    const cli = runCli(['frobnicate']);
+    expect((await cli.exited).code).toBe(2);
+    expect(cli.stderr()).toMatch(/unknown command "frobnicate"/);
+  });
+});
+
+describe('embedded mode with no settings at all', () => {
+  it('creates ./data with a master key and admin secret, and prints the endpoints and a provisioning curl', async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'jt-embedded-'));
+    const cli = runCli(['serve'], { cwd });
+    try {
+      await cli.waitFor(/Provision a first account/);
+      await cli.waitFor(/-d '\{"agentcache_user_id"/);
+      const secret = (await readFile(path.join(cwd, 'data', 'admin.secret'), 'utf8')).trim();
+      const out = cli.stdout();
+      expect(out).toContain('S3 endpoint:     http://127.0.0.1:9000');
+      expect(out).toContain('Admin endpoint:  http://127.0.0.1:9001');
+      expect(out).toContain('curl -X POST http://127.0.0.1:9001/api/agentcache/provision');
+      expect(out).toContain(`-H "Authorization: Bearer ${secret}"`);
+      expect((await fetch('http://127.0.0.1:9000/healthz')).status).toBe(200);
+    } finally {
+      cli.child.kill('SIGTERM');
+      await cli.exited;
+      await rm(cwd, { recursive: true, force: true });
+    }
+  });
+});
