@@ -3,6 +3,7 @@ import type { AppDeps } from '../deps.js';
 import { registerLiveness } from '../health.js';
 import { baseServerOptions, logRequests } from '../http.js';
 import { restApi } from './rest/index.js';
+import { registerS3 } from './s3.js';
 
 /** The tenant-facing listener: the S3 API and the tenant REST API under /api/. Does not listen. */
 export async function buildGatewayApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -10,6 +11,7 @@ export async function buildGatewayApp(deps: AppDeps): Promise<FastifyInstance> {
   logRequests(app);
   registerLiveness(app);
   await app.register(restApi, { prefix: '/api', deps });
+  await registerS3(app, deps);
   await app.ready();
   return app;
 }

@@ -1,0 +1,49 @@
+import { header, type OperationHandler, type RequestContext, type S3Result } from '../context.js';
+import { S3Error } from '../errors.js';
+import { applyResponseOverrides, evaluatePreconditions, objectResponseHeaders, parseRange, type ResolvedRange } from '../object-headers.js';
+import { quoteEtag } from '../xml.js';
+import { getObject as findObject, type StoredObject } from '../../store/objects.js';
+
+export interface ObjectRead {
+  object: StoredObject;
+  range: ResolvedRange | null;
+  result: S3Result;
+}
+
+/**
+ * What GetObject and HeadObject share: find the object, apply conditions and the range, build the headers.
+ * Returns the answer without a body; GetObject adds the bytes.
+ */
+export async function readObject(op: { bucket: string; key: string; partNumber?: number }, ctx: RequestContext): Promise<ObjectRead | S3Result> {
+  const bucket = await ctx.bucket(op.bucket);
+  const object = await findObject(ctx.deps.db, bucket.id, op.key);
+  if (!object) throw new S3Error('NoSuchKey', { resource: `/${op.bucket}/${op.key}`, extra: { Key: op.key } });
+
+  // Preconditions come before the range (RFC 9110 section 13.2.2).
+  if (evaluatePreconditions(ctx.headers, object) === 304) {
+    return { status: 304, headers: { etag: quoteEtag(object.etag), 'last-modified': object.lastModified.toUTCString() } };
+  }
+  let range = parseRange(header(ctx.headers, 'range'), object.size);
+  if (op.partNumber !== undefined) {
+    // Parts of a multipart object are served whole here; a single-part object has only part 1.
+    if (op.partNumber !== 1 && object.partsCount === null) throw new S3Error('InvalidPartNumber');
+    range = null;
+  }
+  // A checksum describes the whole object, so S3 returns none with a part of it (clients would reject it).
+  const checksumMode = range === null && header(ctx.headers, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED';
+  const headers = objectResponseHeaders(object, { checksumMode });
+  if (range) {
+    headers['content-length'] = range.end - range.start + 1;
+    headers['content-range'] = `bytes ${range.start}-${range.end}/${object.size}`;
+  }
+  applyResponseOverrides(headers, ctx.query);
+  return { object, range, result: { status: range ? 206 : 200, headers } };
+}
+
+/** https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html */
+export const getObject: OperationHandler<'GetObject'> = async (op, ctx) => {
+  const read = await readObject(op, ctx);
+  if (!('object' in read)) return read;
+  const { body } = await ctx.deps.backend.get({ key: read.object.backendKey, signal: ctx.signal, ...(read.range && { range: read.range }) });
+  return { ...read.result, body };
+};

@@ -1,0 +1,156 @@
+import { Writable, type Readable, type Transform } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import type { HashTap, HashTapResult } from '../auth/hash-tap.js';
+import type { AppDeps } from '../deps.js';
+import { ByteLimit } from '../quota/byte-limit.js';
+import { formatBytes, QuotaError } from '../quota/errors.js';
+import { getAccountLimits } from '../quota/limits.js';
+import { releaseReservation, reserveStorage, type Reservation } from '../quota/storage.js';
+import { deleteUnreferenced, findBlob, newBlobKey, stageWrite, type WarnLogger } from '../store/blobs.js';
+import { commitObject, type CommitResult, type ObjectWrite } from '../store/objects.js';
+
+/**
+ * The one PUT path of both surfaces (ARCHITECTURE.md, "The PUT path"):
+ *   size limit -> reserve quota -> stream once through the verifiers and hashes to the backend
+ *   -> one commit transaction -> delete what became unreferenced.
+ * Any failure releases the reservation and removes what was staged: no object row ever points at an
+ * incomplete body.
+ */
+
+export interface PutStreamInput {
+  deps: Pick<AppDeps, 'db' | 'backend'>;
+  log: WarnLogger;
+  signal: AbortSignal;
+  account: { accountId: string; agentcacheUserId: string };
+  /** The request body as received. */
+  source: Readable;
+  /** Verifiers and hashes in order; the last one is the HashTap whose output goes to the backend. */
+  transforms: Transform[];
+  tap: HashTap;
+  /** Decoded length the client declared; undefined when unknown (then enforced while streaming). */
+  declaredLength: number | undefined;
+  /** x-amz-content-sha256 as a hex digest: when that content is stored already, the write is skipped. */
+  claimedSha256?: string;
+  /** The object row to write, given the body's digests once it has been read. */
+  describe(result: HashTapResult): Omit<ObjectWrite, 'accountId' | 'size' | 'sha256' | 'md5'>;
+}
+
+export interface PutStreamResult extends CommitResult {
+  digests: HashTapResult;
+}
+
+function entityTooLarge(maxBytes: number, size?: number): QuotaError {
+  return new QuotaError(
+    'ENTITY_TOO_LARGE',
+    `Your proposed upload${size === undefined ? '' : ` of ${formatBytes(size)}`} exceeds the maximum allowed object size of ${formatBytes(maxBytes)} for this account.`,
+    { limit: maxBytes },
+  );
+}
+
+/** Feeds `source` through `transforms` without letting a downstream failure destroy the source itself:
+ * the request must stay writable so the client still gets its error response. */
+function runChain(source: Readable, transforms: Transform[]): Promise<void> {
+  const first = transforms[0]!;
+  const onSourceError = (error: Error) => first.destroy(error);
+  const onSourceClose = () => {
+    if (!source.readableEnded) first.destroy(Object.assign(new Error('The client closed the connection before the body ended.'), { code: 'IncompleteBody' }));
+  };
+  source.once('error', onSourceError);
+  source.once('close', onSourceClose);
+  source.pipe(first);
+  const done = transforms.length > 1 ? pipeline(transforms) : finished(first);
+  return done.finally(() => {
+    source.unpipe(first);
+    source.off('error', onSourceError);
+    source.off('close', onSourceClose);
+  });
+}
+
+export async function putObjectStream(input: PutStreamInput): Promise<PutStreamResult> {
+  const { deps, account, log } = input;
+  const limits = await getAccountLimits(deps.db, account.accountId);
+  if (input.declaredLength !== undefined && input.declaredLength > limits.maxFileSizeBytes) {
+    throw entityTooLarge(limits.maxFileSizeBytes, input.declaredLength);
+  }
+
+  const transforms = [...input.transforms];
+  let reservationBytes: number;
+  if (input.declaredLength !== undefined) {
+    reservationBytes = input.declaredLength;
+  } else {
+    // Unknown length: reserve what the account could hold, and cut the body off at that.
+    const available = Math.max(0, limits.storageQuotaBytes - limits.storageUsedBytes - limits.storageReservedBytes);
+    reservationBytes = Math.min(limits.maxFileSizeBytes, available);
+    const cap = reservationBytes;
+    const tooLarge = cap === limits.maxFileSizeBytes;
+    transforms.splice(
+      transforms.length - 1,
+      0,
+      new ByteLimit(cap, () =>
+        tooLarge
+          ? entityTooLarge(limits.maxFileSizeBytes)
+          : new QuotaError('QUOTA_STORAGE_EXCEEDED', `Storage quota exceeded: the upload outgrew the ${formatBytes(cap)} left of ${formatBytes(limits.storageQuotaBytes)}.`, {
+              used: limits.storageUsedBytes,
+              quota: limits.storageQuotaBytes,
+            }),
+      ),
+    );
+  }
+
+  const reservation = await reserveStorage(deps.db, account.accountId, reservationBytes);
+  let stagedKey: string | null = null;
+  let committed = false;
+  try {
+    const existing = input.claimedSha256 ? await findBlob(deps.db, account.accountId, input.claimedSha256) : null;
+    const chain = runChain(input.source, transforms);
+    const body = transforms[transforms.length - 1]!;
+    if (existing) {
+      // The content is stored already; the body is still read and its hash verified before linking.
+      await Promise.all([chain, pipeline(body, new Writable({ write: (_chunk, _encoding, next) => next() }))]);
+    } else {
+      stagedKey = newBlobKey(account.agentcacheUserId);
+      await stageWrite(deps.db, account.accountId, stagedKey);
+      try {
+        await deps.backend.put({ key: stagedKey, body, signal: input.signal, ...(input.declaredLength !== undefined && { contentLength: input.declaredLength }) });
+      } catch (putError) {
+        body.destroy(putError as Error);
+        // The chain's error (a bad digest, a short body) is the cause; the backend's is its symptom.
+        throw (await chain.then(() => null, (chainError: unknown) => chainError)) ?? putError;
+      }
+      await chain;
+    }
+
+    const digests = input.tap.result;
+    const write: ObjectWrite = { ...input.describe(digests), accountId: account.accountId, size: digests.bytes, sha256: digests.sha256Hex, md5: digests.md5Hex };
+    const result = await commitWithRetryableGone(deps, write, stagedKey, reservation);
+    committed = true;
+    if (result.unreferenced.length > 0) await deleteUnreferenced({ db: deps.db, backend: deps.backend, logger: log }, result.unreferenced);
+    return { ...result, digests };
+  } finally {
+    if (!committed) await cleanUp(deps, log, reservation, stagedKey);
+  }
+}
+
+async function commitWithRetryableGone(
+  deps: Pick<AppDeps, 'db'>,
+  write: ObjectWrite,
+  stagedKey: string | null,
+  reservation: Reservation,
+): Promise<CommitResult> {
+  try {
+    return await commitObject(deps.db, write, stagedKey ? { kind: 'staged', backendKey: stagedKey } : { kind: 'existing' }, reservation);
+  } catch (error) {
+    // The blob the skipped write meant to link was deleted meanwhile; the body is spent, so the client retries.
+    if ((error as { code?: string }).code === 'BLOB_GONE') throw Object.assign(new Error('retry the upload'), { code: 'SlowDown', status: 503 });
+    throw error;
+  }
+}
+
+async function cleanUp(deps: Pick<AppDeps, 'db' | 'backend'>, log: WarnLogger, reservation: Reservation, stagedKey: string | null): Promise<void> {
+  try {
+    await releaseReservation(deps.db, reservation);
+  } catch (error) {
+    log.warn({ err: error }, 'could not release a storage reservation; it expires on its own');
+  }
+  if (stagedKey) await deleteUnreferenced({ db: deps.db, backend: deps.backend, logger: log }, [stagedKey]);
+}
