@@ -1,8 +1,12 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, waitForListening } from '../helpers/cli.js';
+import { readAll } from '../helpers/s3.js';
 import { createPostgresDatabase, dbKinds } from '../helpers/db.js';
 
 const MASTER_KEY = 'b'.repeat(64);
@@ -51,6 +55,57 @@ describe.each(dbKinds)('serve and migrate on %s', (kind) => {
       expect(await cli.exited).toEqual({ code: 0, signal: null });
       expect(cli.stdout()).toMatch(/"msg":"stopped"/);
       await expect(fetch(`${gatewayUrl}/healthz`)).rejects.toThrow();
+    } finally {
+      cli.child.kill('SIGKILL');
+    }
+  });
+
+  it('lets an upload in flight at SIGTERM finish, and the object is there after a restart', async () => {
+    const part = Buffer.alloc(256 * 1024, 7);
+    const whole = Buffer.concat([part, part]);
+    let cli = runCli(['serve'], { env });
+    try {
+      const first = await waitForListening(cli);
+      const provisioned = await fetch(`${first.adminUrl}/api/agentcache/provision`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN_SECRET}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ agentcache_user_id: 'sigterm-user', agentcache_email: 's@example.com', tier: 'pro' }),
+      });
+      const { account } = (await provisioned.json()) as { account: { api_key: string; api_secret: string } };
+      const credentials = { accessKeyId: account.api_key, secretAccessKey: account.api_secret };
+      const client = (endpoint: string) => new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials, maxAttempts: 1 });
+
+      let releaseSecondHalf!: () => void;
+      const secondHalf = new Promise<void>((resolve) => (releaseSecondHalf = resolve));
+      let firstHalfRead!: () => void;
+      const firstHalfSent = new Promise<void>((resolve) => (firstHalfRead = resolve));
+      const body = Readable.from(
+        (async function* () {
+          yield part;
+          firstHalfRead();
+          await secondHalf;
+          yield part;
+        })(),
+      );
+      const s3 = client(first.gatewayUrl);
+      const upload = s3.send(new PutObjectCommand({ Bucket: 'default', Key: 'in-flight', Body: body, ContentLength: whole.length }));
+      await firstHalfSent;
+      cli.child.kill('SIGTERM');
+      await cli.waitFor(/received SIGTERM/);
+      releaseSecondHalf();
+      const put = await upload;
+      expect(put.ETag).toBe(`"${createHash('md5').update(whole).digest('hex')}"`);
+      expect(await cli.exited).toEqual({ code: 0, signal: null });
+      s3.destroy();
+
+      cli = runCli(['serve'], { env });
+      const second = await waitForListening(cli);
+      const again = client(second.gatewayUrl);
+      const got = await again.send(new GetObjectCommand({ Bucket: 'default', Key: 'in-flight' }));
+      expect((await readAll(got.Body as AsyncIterable<Uint8Array>)).equals(whole)).toBe(true);
+      again.destroy();
+      cli.child.kill('SIGTERM');
+      await cli.exited;
     } finally {
       cli.child.kill('SIGKILL');
     }
