@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildAdminApp } from './admin/app.js';
-import { createKeyStore } from './auth/key-store.js';
+import { createKeyStore, followAccountChanges } from './auth/key-store.js';
 import { openBackend } from './backend/index.js';
 import { ensureEmbeddedSecrets, type Config, type ReadyConfig } from './config.js';
 import { migrate, openDb } from './db/index.js';
@@ -49,7 +49,9 @@ export async function startServer(baseConfig: Config, options: { logger?: Logger
     const applied = await migrate(db);
     if (applied.length > 0) logger.info({ migrations: applied.map((m) => `${m.version}_${m.name}`) }, 'applied migrations');
     backend = await openBackend(config);
-    const deps: AppDeps = { config, db, backend, logger, keys: createKeyStore({ db, masterKey: config.masterKey }) };
+    const keys = createKeyStore({ db, masterKey: config.masterKey });
+    const stopFollowing = await followAccountChanges(db, keys);
+    const deps: AppDeps = { config, db, backend, logger, keys };
     const gateway = await buildGatewayApp(deps);
     opened.push(gateway);
     const admin = await buildAdminApp(deps);
@@ -71,6 +73,7 @@ export async function startServer(baseConfig: Config, options: { logger?: Logger
       close() {
         closing ??= (async () => {
           await Promise.all([closeWithin(gateway, config.shutdownTimeoutMs, logger), closeWithin(admin, config.shutdownTimeoutMs, logger)]);
+          await stopFollowing();
           await openBackendRef.close();
           await db.close();
           logger.info('stopped');

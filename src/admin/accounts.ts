@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { generateAccessKey, generateSecret } from '../auth/keys.js';
-import type { AccountStatus } from '../auth/key-store.js';
+import { notifyAccountChanged, type AccountStatus } from '../auth/key-store.js';
 import { encryptSecret } from '../auth/secret-box.js';
 import type { AppDeps } from '../deps.js';
 import type { PurgeRunner, PurgeState } from '../jobs/purge.js';
@@ -96,8 +96,13 @@ function isUniqueViolation(error: unknown, constraint: string): boolean {
  * One place where a change to an account's keys or status becomes visible to authentication. The key
  * store's own cache is dropped here; a cross-process notification belongs here too.
  */
-function keysChanged(deps: AppDeps, accountId: string): void {
+/**
+ * Every change to an account's keys, status or limits ends here: this process forgets what it cached at
+ * once, and every other gateway process sharing the database hears it through NOTIFY.
+ */
+async function keysChanged(deps: AppDeps, accountId: string): Promise<void> {
   deps.keys.invalidateAccount(accountId);
+  await notifyAccountChanged(deps.db, accountId);
 }
 
 export async function provision(deps: AppDeps, input: ProvisionInput): Promise<ProvisionResult> {
@@ -200,7 +205,7 @@ export async function changeTier(deps: AppDeps, input: ChangeTierInput): Promise
       WHERE agentcache_user_id = $1 AND status <> 'deleted' RETURNING id`,
     [input.new_tier],
   );
-  keysChanged(deps, row.id);
+  await keysChanged(deps, row.id);
   deps.logger.info({ accountId: row.id, tier: input.new_tier }, 'account tier changed');
   return { success: true, account: { id: row.id, tier: input.new_tier, storage_quota_gb: tier.storage_quota_gb } };
 }
@@ -218,7 +223,7 @@ async function setStatus(deps: AppDeps, input: AccountRef, status: 'active' | 's
       WHERE agentcache_user_id = $1 AND status <> 'deleted' RETURNING id`,
     [status],
   );
-  keysChanged(deps, row.id);
+  await keysChanged(deps, row.id);
   deps.logger.info({ accountId: row.id, status }, 'account status changed');
   return { success: true, account: { id: row.id, agentcache_user_id: input.agentcache_user_id, status } };
 }
@@ -252,7 +257,7 @@ export async function markDeleted(deps: AccountDeps, input: AccountRef): Promise
   );
   const row = rows[0];
   if (!row) throw new AccountError('ACCOUNT_NOT_FOUND', 'Account not found');
-  keysChanged(deps, row.id);
+  await keysChanged(deps, row.id);
   if (row.purge_state !== 'done') deps.purges.start(row.id);
   deps.logger.info({ accountId: row.id, purgeState: row.purge_state }, 'account deleted');
   return { success: true, account: { id: row.id, agentcache_user_id: input.agentcache_user_id, status: 'deleted', purge_state: row.purge_state } };
@@ -288,7 +293,7 @@ export async function rotateSecret(deps: AppDeps, input: AccountRef): Promise<Ro
       RETURNING id, previous_secret_expires_at`,
     [sealAccountSecret(deps, apiSecret, current.api_key), deps.config.secretRotationGraceSeconds],
   );
-  keysChanged(deps, row.id);
+  await keysChanged(deps, row.id);
   deps.logger.info({ accountId: row.id, previousSecretExpiresAt: row.previous_secret_expires_at }, 'account secret rotated');
   return { success: true, account: { id: row.id, api_key: current.api_key, api_secret: apiSecret, previous_secret_expires_at: row.previous_secret_expires_at } };
 }
@@ -326,7 +331,7 @@ export async function setOverrides(deps: AppDeps, input: OverridesInput): Promis
       WHERE agentcache_user_id = $1 AND status <> 'deleted' RETURNING id`,
     given.map((field) => input[field]),
   );
-  keysChanged(deps, row.id);
+  await keysChanged(deps, row.id);
   deps.logger.info({ accountId: row.id, overrides: Object.fromEntries(given.map((f) => [f, input[f]])) }, 'account limits overridden');
   return { success: true, account: await getAccount(deps, input) };
 }

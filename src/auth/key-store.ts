@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { Queryable } from '../db/index.js';
+import type { Db, Queryable } from '../db/index.js';
 import { decryptSecret } from './secret-box.js';
 
 export type AccountStatus = 'active' | 'suspended' | 'deleted';
@@ -116,4 +116,19 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
       inflight.clear();
     },
   };
+}
+
+/** The NOTIFY channel on which an account id announces that its keys, status or limits changed. */
+export const ACCOUNT_CHANGED_CHANNEL = 'jt_account_changed';
+
+export async function notifyAccountChanged(db: Queryable, accountId: string): Promise<void> {
+  await db.query('SELECT pg_notify($1, $2)', [ACCOUNT_CHANGED_CHANNEL, accountId]);
+}
+
+/**
+ * Makes this process's key store forget an account whenever any process announces a change to it.
+ * A notification missed while the listening connection was down is bounded by the cache's TTL.
+ */
+export function followAccountChanges(db: Pick<Db, 'listen'>, keys: KeyStore): Promise<() => Promise<void>> {
+  return db.listen(ACCOUNT_CHANGED_CHANNEL, (accountId) => keys.invalidateAccount(accountId));
 }

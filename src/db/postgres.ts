@@ -41,18 +41,40 @@ export function openPostgres(options: PostgresOptions): Db {
   pool.on('error', (error) => options.onError?.(error));
   const base = wrap(pool);
   const listeners = new Map<string, Set<(payload: string) => void>>();
-  let listenClient: pg.Client | null = null;
+  let listenClient: Promise<pg.Client> | null = null;
+  let closed = false;
 
-  async function listenConnection(): Promise<pg.Client> {
-    if (listenClient) return listenClient;
-    const client = new pg.Client({ connectionString: options.connectionString, types: typeParsers });
-    client.on('error', (error) => options.onError?.(error));
-    client.on('notification', (message) => {
-      for (const handler of listeners.get(message.channel) ?? []) handler(message.payload ?? '');
-    });
-    await client.connect();
-    listenClient = client;
-    return client;
+  // One connection carries every LISTEN. When it drops it is replaced after a pause and every channel
+  // is listened to again; notifications sent in between are lost, which callers bound with a cache TTL.
+  function listenConnection(): Promise<pg.Client> {
+    listenClient ??= (async () => {
+      const client = new pg.Client({ connectionString: options.connectionString, types: typeParsers });
+      let replaced = false;
+      const reconnect = (error?: Error) => {
+        if (error) options.onError?.(error);
+        if (replaced) return;
+        replaced = true;
+        client.removeAllListeners('end');
+        listenClient = null;
+        if (closed || listeners.size === 0) return;
+        setTimeout(() => void listenConnection().catch((e: Error) => reconnect(e)), 1_000).unref();
+      };
+      client.on('error', reconnect);
+      client.on('end', () => reconnect());
+      client.on('notification', (message) => {
+        for (const handler of listeners.get(message.channel) ?? []) handler(message.payload ?? '');
+      });
+      try {
+        await client.connect();
+        for (const channel of listeners.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      } catch (error) {
+        listenClient = null;
+        await client.end().catch(() => undefined);
+        throw error;
+      }
+      return client;
+    })();
+    return listenClient;
   }
 
   return {
@@ -73,25 +95,28 @@ export function openPostgres(options: PostgresOptions): Db {
       }
     },
     async listen(channel, onPayload) {
-      const client = await listenConnection();
       let handlers = listeners.get(channel);
       if (!handlers) {
         handlers = new Set();
         listeners.set(channel, handlers);
+        const client = await listenConnection();
         await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
       }
       handlers.add(onPayload);
       return async () => {
         handlers.delete(onPayload);
-        if (handlers.size === 0) {
-          listeners.delete(channel);
-          await client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
-        }
+        if (handlers.size > 0) return;
+        listeners.delete(channel);
+        const client = await listenClient?.catch(() => null);
+        await client?.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
       };
     },
     async close() {
-      await listenClient?.end().catch(() => undefined);
+      closed = true;
+      const client = await listenClient?.catch(() => null);
       listenClient = null;
+      client?.removeAllListeners('end');
+      await client?.end().catch(() => undefined);
       await pool.end();
     },
   };

@@ -4,10 +4,13 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli, waitForListening } from '../helpers/cli.js';
 import { readAll } from '../helpers/s3.js';
 import { createPostgresDatabase, dbKinds } from '../helpers/db.js';
+
+// Each test starts real processes; embedded PGlite's first start (initdb) alone takes seconds on a busy machine.
+vi.setConfig({ testTimeout: 240_000 });
 
 const MASTER_KEY = 'b'.repeat(64);
 const ADMIN_SECRET = 'startup-test-admin-secret';
@@ -90,6 +93,12 @@ describe.each(dbKinds)('serve and migrate on %s', (kind) => {
       const s3 = client(first.gatewayUrl);
       const upload = s3.send(new PutObjectCommand({ Bucket: 'default', Key: 'in-flight', Body: body, ContentLength: whole.length }));
       await firstHalfSent;
+      // The upload is in flight once the gateway has reserved its bytes.
+      const reserved = async () => {
+        const response = await fetch(`${first.adminUrl}/api/agentcache/accounts/sigterm-user`, { headers: { authorization: `Bearer ${ADMIN_SECRET}` } });
+        return ((await response.json()) as { usage: { storage_reserved_bytes: number } }).usage.storage_reserved_bytes;
+      };
+      await expect.poll(reserved, { timeout: 60_000 }).toBe(whole.length);
       cli.child.kill('SIGTERM');
       await cli.waitFor(/received SIGTERM/);
       releaseSecondHalf();
