@@ -44,6 +44,12 @@ export interface Config {
   logLevel: string;
   shutdownTimeoutMs: number;
   secretRotationGraceSeconds: number;
+  multipart: {
+    /** An upload left open this long is aborted by the collector (jobs/multipart-gc.ts) and its parts freed. */
+    maxAgeHours: number;
+    /** Open multipart uploads one account may hold; CreateMultipartUpload beyond it answers SlowDown. */
+    maxOpenUploadsPerAccount: number;
+  };
 }
 
 type Env = Record<string, string | undefined>;
@@ -174,6 +180,10 @@ export function loadConfig(env: Env): Config {
     logLevel,
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     secretRotationGraceSeconds: integer(env, 'SECRET_ROTATION_GRACE_SECONDS', 86_400, 0, 30 * 86_400),
+    multipart: Object.freeze({
+      maxAgeHours: integer(env, 'MULTIPART_MAX_AGE_HOURS', 7 * 24, 1, 365 * 24),
+      maxOpenUploadsPerAccount: integer(env, 'MAX_OPEN_UPLOADS_PER_ACCOUNT', 1000, 1, 1_000_000),
+    }),
   });
 }
 

@@ -7,6 +7,7 @@ import { ensureEmbeddedSecrets, type Config, type ReadyConfig } from './config.j
 import { migrate, openDb } from './db/index.js';
 import type { AppDeps } from './deps.js';
 import { buildGatewayApp } from './gateway/app.js';
+import { blobHashingSettled } from './jobs/hash-pending.js';
 import { createLogger } from './log.js';
 
 export interface RunningServer {
@@ -74,6 +75,8 @@ export async function startServer(baseConfig: Config, options: { logger?: Logger
         closing ??= (async () => {
           await Promise.all([closeWithin(gateway, config.shutdownTimeoutMs, logger), closeWithin(admin, config.shutdownTimeoutMs, logger)]);
           await stopFollowing();
+          // A dedup pass started by a completed multipart upload reads the backend and writes the database.
+          await blobHashingSettled(deps);
           await openBackendRef.close();
           await db.close();
           logger.info('stopped');

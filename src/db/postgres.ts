@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Db, Queryable, QueryResult } from './db.js';
+import { DB_UNAVAILABLE, type Db, type Queryable, type QueryResult } from './db.js';
 
 // BIGINT byte counts stay far below 2^53, so numbers are safe and simpler than strings everywhere.
 const INT8_OID = 20;
@@ -11,10 +11,23 @@ const typeParsers = {
   },
 } as pg.CustomTypesConfig;
 
+/**
+ * pg-pool reports a pool that could not hand out a connection in time by message only; give it the code
+ * the surfaces answer 503 to, as they do for a refused connection.
+ */
+function withAvailabilityCode(error: unknown): unknown {
+  if (error instanceof Error && !('code' in error) && /timeout exceeded when trying to connect|Connection terminated/i.test(error.message)) {
+    return Object.assign(error, { code: DB_UNAVAILABLE });
+  }
+  return error;
+}
+
 function wrap(client: pg.PoolClient | pg.Pool): Queryable {
   return {
     async query<R>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-      const result = await client.query(sql, params as unknown[] | undefined);
+      const result = await client.query(sql, params as unknown[] | undefined).catch((error: unknown) => {
+        throw withAvailabilityCode(error);
+      });
       return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
     },
     async exec(sql: string): Promise<void> {
@@ -81,7 +94,9 @@ export function openPostgres(options: PostgresOptions): Db {
     kind: 'postgres',
     ...base,
     async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
-      const client = await pool.connect();
+      const client = await pool.connect().catch((error: unknown) => {
+        throw withAvailabilityCode(error);
+      });
       try {
         await client.query('BEGIN');
         const result = await fn(wrap(client));

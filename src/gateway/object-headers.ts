@@ -120,6 +120,33 @@ export function evaluatePreconditions(headers: RequestHeaders, object: Pick<Stor
   return null;
 }
 
+/**
+ * CopyObject's `x-amz-copy-source-if-*`, evaluated on the source. Every failed condition is 412
+ * PreconditionFailed (a copy has no 304). As the CopyObject reference states: if-match true and
+ * if-unmodified-since false copies (if-match decides); if-none-match false and if-modified-since true
+ * fails (if-none-match decides). That is RFC 9110's order, so each date condition is read only without
+ * its ETag counterpart. An if-modified-since later than now is not a valid date and is ignored (RFC 9110
+ * section 13.1.3), which is what S3 does (it copies).
+ */
+export function assertCopySourcePreconditions(headers: RequestHeaders, object: Pick<StoredObject, 'etag' | 'lastModified'>): void {
+  const modified = wholeSeconds(object.lastModified);
+  const failed = (condition: string) => new S3Error('PreconditionFailed', { extra: { Condition: condition } });
+  const ifMatch = header(headers, 'x-amz-copy-source-if-match');
+  if (ifMatch !== undefined) {
+    if (!etagMatches(ifMatch, object.etag)) throw failed('x-amz-copy-source-If-Match');
+  } else {
+    const since = parseHttpDate(header(headers, 'x-amz-copy-source-if-unmodified-since'));
+    if (since !== undefined && modified > since) throw failed('x-amz-copy-source-If-Unmodified-Since');
+  }
+  const ifNoneMatch = header(headers, 'x-amz-copy-source-if-none-match');
+  if (ifNoneMatch !== undefined) {
+    if (etagMatches(ifNoneMatch, object.etag)) throw failed('x-amz-copy-source-If-None-Match');
+  } else {
+    const since = parseHttpDate(header(headers, 'x-amz-copy-source-if-modified-since'));
+    if (since !== undefined && since <= wholeSeconds(new Date()) && modified <= since) throw failed('x-amz-copy-source-If-Modified-Since');
+  }
+}
+
 /** A byte range with both ends known, inclusive. */
 export interface ResolvedRange {
   start: number;

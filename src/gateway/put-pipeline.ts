@@ -39,7 +39,7 @@ export interface PutStreamResult extends CommitResult {
   digests: HashTapResult;
 }
 
-function entityTooLarge(maxBytes: number, size?: number): QuotaError {
+export function entityTooLarge(maxBytes: number, size?: number): QuotaError {
   return new QuotaError(
     'ENTITY_TOO_LARGE',
     `Your proposed upload${size === undefined ? '' : ` of ${formatBytes(size)}`} exceeds the maximum allowed object size of ${formatBytes(maxBytes)} for this account.`,
@@ -49,11 +49,14 @@ function entityTooLarge(maxBytes: number, size?: number): QuotaError {
 
 /** Feeds `source` through `transforms` without letting a downstream failure destroy the source itself:
  * the request must stay writable so the client still gets its error response. */
-function runChain(source: Readable, transforms: Transform[]): Promise<void> {
+export function runChain(source: Readable, transforms: Transform[]): Promise<void> {
   const first = transforms[0]!;
-  const onSourceError = (error: Error) => first.destroy(error);
+  // A request that errors or closes before its body ended is the client going away (Node reports it as
+  // ECONNRESET): IncompleteBody, the client's doing, not a dependency of ours failing.
+  const incompleteBody = () => Object.assign(new Error('The client closed the connection before the body ended.'), { code: 'IncompleteBody' });
+  const onSourceError = () => first.destroy(incompleteBody());
   const onSourceClose = () => {
-    if (!source.readableEnded) first.destroy(Object.assign(new Error('The client closed the connection before the body ended.'), { code: 'IncompleteBody' }));
+    if (!source.readableEnded) first.destroy(incompleteBody());
   };
   source.once('error', onSourceError);
   source.once('close', onSourceClose);
@@ -66,11 +69,36 @@ function runChain(source: Readable, transforms: Transform[]): Promise<void> {
   });
 }
 
+/**
+ * Streams `source` through `transforms` into `write`, which reads the last transform (a backend write, or
+ * a sink). Settles once both have; when both fail, the chain's error (a bad digest, a short body) is the
+ * cause and the write's is its symptom.
+ */
+export async function streamThrough<T>(source: Readable, transforms: Transform[], write: (body: Readable) => Promise<T>): Promise<T> {
+  const chain = runChain(source, transforms);
+  // Awaited below, but it may fail (a bad digest) while the write is still pending: without a handler
+  // attached now, Node reports an unhandled rejection in the meantime.
+  chain.catch(() => undefined);
+  const body = transforms[transforms.length - 1]!;
+  let result: T;
+  try {
+    result = await write(body);
+  } catch (writeError) {
+    body.destroy(writeError as Error);
+    throw (await chain.then(() => null, (chainError: unknown) => chainError)) ?? writeError;
+  }
+  await chain;
+  return result;
+}
+
 export async function putObjectStream(input: PutStreamInput): Promise<PutStreamResult> {
   const { deps, account, log } = input;
   const limits = await getAccountLimits(deps.db, account.accountId);
   if (input.declaredLength !== undefined && input.declaredLength > limits.maxFileSizeBytes) {
     throw entityTooLarge(limits.maxFileSizeBytes, input.declaredLength);
+  }
+  if (limits.storageQuotaBytes === 0) {
+    throw new QuotaError('QUOTA_STORAGE_EXCEEDED', `Storage quota exceeded: the ${limits.tier} tier has no storage (0 bytes).`, { used: limits.storageUsedBytes, quota: 0 });
   }
 
   const transforms = [...input.transforms];
@@ -102,22 +130,16 @@ export async function putObjectStream(input: PutStreamInput): Promise<PutStreamR
   let committed = false;
   try {
     const existing = input.claimedSha256 ? await findBlob(deps.db, account.accountId, input.claimedSha256) : null;
-    const chain = runChain(input.source, transforms);
-    const body = transforms[transforms.length - 1]!;
     if (existing) {
       // The content is stored already; the body is still read and its hash verified before linking.
-      await Promise.all([chain, pipeline(body, new Writable({ write: (_chunk, _encoding, next) => next() }))]);
+      await streamThrough(input.source, transforms, (body) => pipeline(body, new Writable({ write: (_chunk, _encoding, next) => next() })));
     } else {
-      stagedKey = newBlobKey(account.agentcacheUserId);
-      await stageWrite(deps.db, account.accountId, stagedKey);
-      try {
-        await deps.backend.put({ key: stagedKey, body, signal: input.signal, ...(input.declaredLength !== undefined && { contentLength: input.declaredLength }) });
-      } catch (putError) {
-        body.destroy(putError as Error);
-        // The chain's error (a bad digest, a short body) is the cause; the backend's is its symptom.
-        throw (await chain.then(() => null, (chainError: unknown) => chainError)) ?? putError;
-      }
-      await chain;
+      const key = newBlobKey(account.agentcacheUserId);
+      stagedKey = key;
+      await stageWrite(deps.db, account.accountId, key);
+      await streamThrough(input.source, transforms, (body) =>
+        deps.backend.put({ key, body, signal: input.signal, ...(input.declaredLength !== undefined && { contentLength: input.declaredLength }) }),
+      );
     }
 
     const digests = input.tap.result;

@@ -56,7 +56,8 @@ function send(reply: FastifyReply, result: S3Result): FastifyReply {
 
 function sendError(request: FastifyRequest, reply: FastifyReply, error: unknown, resource: string): FastifyReply {
   const s3Error = toS3Error(error);
-  if (s3Error.status >= 500) request.log.error({ err: error }, 's3 request failed');
+  // 501 is a refusal of what we do not serve, not a failure of ours.
+  if (s3Error.status >= 500 && s3Error.status !== 501) request.log.error({ err: error }, 's3 request failed');
   else request.log.info({ code: s3Error.code, reason: s3Error.message }, 's3 request refused');
   if (reply.sent || reply.raw.headersSent) {
     // The status line is gone: the only honest signal left is to cut the connection short.

@@ -10,7 +10,8 @@ const BATCH = 1000;
 
 async function deleteBackendObjects(deps: PurgeDeps, accountId: string, agentcacheUserId: string, signal?: AbortSignal): Promise<number> {
   const uploads = await deps.db.query<{ backend_key: string; backend_upload_id: string }>(
-    `SELECT backend_key, backend_upload_id FROM multipart_uploads WHERE account_id = $1 AND state IN ('open', 'completing')`,
+    // 'aborted' rows are uploads whose backend parts have not been confirmed gone yet (store/multipart.ts).
+    `SELECT backend_key, backend_upload_id FROM multipart_uploads WHERE account_id = $1 AND state IN ('open', 'completing', 'aborted')`,
     [accountId],
   );
   // Parts of unfinished multipart uploads are invisible to a listing, yet stored and billed.

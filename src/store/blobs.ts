@@ -54,6 +54,19 @@ export async function linkOrRegisterBlob(q: Queryable, blob: NewBlob): Promise<B
   return { id: row.id, backendKey: row.backend_key, duplicate };
 }
 
+/**
+ * Registers a staged backend object whose content hash is not known yet (a completed multipart upload) as
+ * a blob with one reference. It joins the content-addressed store once jobs/hash-pending.ts has read it.
+ */
+export async function registerUnhashedBlob(q: Queryable, accountId: string, size: number, backendKey: string): Promise<string> {
+  const { rows } = await q.query<{ id: string }>(
+    'INSERT INTO blobs (account_id, size_bytes, backend_key, refcount) VALUES ($1, $2, $3, 1) RETURNING id',
+    [accountId, size, backendKey],
+  );
+  await q.query('DELETE FROM staged_writes WHERE backend_key = $1', [backendKey]);
+  return rows[0]!.id;
+}
+
 /** Adds a reference to an existing blob (copy, or a write skipped because the content is stored). */
 export async function addBlobReference(q: Queryable, accountId: string, sha256: string): Promise<BlobRef | null> {
   const { rows } = await q.query<{ id: string; backend_key: string }>(

@@ -1,6 +1,6 @@
 import type { Db, Queryable } from '../db/index.js';
 import { applyStorageDelta, releaseReservation, type Reservation } from '../quota/storage.js';
-import { addBlobReference, linkOrRegisterBlob, releaseBlob } from './blobs.js';
+import { addBlobReference, linkOrRegisterBlob, registerUnhashedBlob, releaseBlob } from './blobs.js';
 
 /** The headers S3 stores with an object and returns on GET/HEAD. */
 export interface ObjectHeaders {
@@ -21,7 +21,13 @@ export interface StoredObject extends ObjectHeaders {
   blobId: string;
   backendKey: string;
   size: number;
-  sha256: string;
+  /**
+   * SHA-256 hex of the content; null for a completed multipart object until the hashing pass has read it
+   * back (jobs/hash-pending.ts).
+   */
+  sha256: string | null;
+  /** MD5 hex of the whole content (the blob's): the ETag of a single-part object, and of its copies. Null as sha256 is. */
+  md5: string | null;
   etag: string;
   checksums: Record<string, string>;
   partsCount: number | null;
@@ -30,15 +36,8 @@ export interface StoredObject extends ObjectHeaders {
   expiresAt: Date | null;
 }
 
-interface ObjectRow {
-  id: string;
-  bucket_id: string;
-  object_key: string;
-  blob_id: string;
-  backend_key: string;
-  size_bytes: number;
-  content_hash: string;
-  etag: string;
+/** The columns ObjectHeaders are kept in, on objects and on multipart uploads alike. */
+export interface ObjectHeaderColumns {
   content_type: string | null;
   content_encoding: string | null;
   content_disposition: string | null;
@@ -46,6 +45,30 @@ interface ObjectRow {
   cache_control: string | null;
   expires_header: string | null;
   user_metadata: Record<string, string>;
+}
+
+export function objectHeadersFrom(row: ObjectHeaderColumns): ObjectHeaders {
+  return {
+    contentType: row.content_type,
+    contentEncoding: row.content_encoding,
+    contentDisposition: row.content_disposition,
+    contentLanguage: row.content_language,
+    cacheControl: row.cache_control,
+    expires: row.expires_header,
+    userMetadata: row.user_metadata,
+  };
+}
+
+interface ObjectRow extends ObjectHeaderColumns {
+  id: string;
+  bucket_id: string;
+  object_key: string;
+  blob_id: string;
+  backend_key: string;
+  size_bytes: number;
+  content_hash: string | null;
+  md5: string | null;
+  etag: string;
   checksums: Record<string, string>;
   parts_count: number | null;
   last_modified: Date;
@@ -53,7 +76,7 @@ interface ObjectRow {
   expires_at: Date | null;
 }
 
-export const OBJECT_COLUMNS = `o.id, o.bucket_id, o.object_key, o.blob_id, b.backend_key, o.size_bytes, o.content_hash, o.etag,
+export const OBJECT_COLUMNS = `o.id, o.bucket_id, o.object_key, o.blob_id, b.backend_key, o.size_bytes, o.content_hash, b.md5, o.etag,
   o.content_type, o.content_encoding, o.content_disposition, o.content_language, o.cache_control, o.expires_header,
   o.user_metadata, o.checksums, o.parts_count, o.last_modified, o.cache_key, o.expires_at`;
 
@@ -69,14 +92,9 @@ export function toStoredObject(row: ObjectRow): StoredObject {
     backendKey: row.backend_key,
     size: row.size_bytes,
     sha256: row.content_hash,
+    md5: row.md5,
     etag: row.etag,
-    contentType: row.content_type,
-    contentEncoding: row.content_encoding,
-    contentDisposition: row.content_disposition,
-    contentLanguage: row.content_language,
-    cacheControl: row.cache_control,
-    expires: row.expires_header,
-    userMetadata: row.user_metadata,
+    ...objectHeadersFrom(row),
     checksums: row.checksums,
     partsCount: row.parts_count,
     lastModified: new Date(row.last_modified),
@@ -99,11 +117,16 @@ export interface ObjectWrite extends ObjectHeaders {
   bucketId: string;
   key: string;
   size: number;
-  sha256: string;
-  md5: string;
+  /** Null only with an 'unhashed' blob source. */
+  sha256: string | null;
+  md5: string | null;
   etag: string;
   checksums: Record<string, string>;
   partsCount: number | null;
+  /** The UploadId that completed into this object, so a retried CompleteMultipartUpload can be recognised. */
+  multipartUploadId?: string | null;
+  /** Each part's size in order, for GetObject ?partNumber=N. */
+  partSizes?: number[] | null;
   cacheKey?: string | null;
   pipelineId?: string | null;
   expiresAt?: Date | null;
@@ -122,77 +145,120 @@ type BlobSource =
   /** A staged backend object holding exactly these bytes. */
   | { kind: 'staged'; backendKey: string }
   /** Bytes verified equal to a blob the account already has (the write was skipped, or a copy). */
-  | { kind: 'existing' };
+  | { kind: 'existing' }
+  /** A completed multipart object: a new blob whose SHA-256 and MD5 the hashing pass fills in later. */
+  | { kind: 'unhashed'; backendKey: string };
+
+export interface CommitOptions {
+  /** Bytes of this write already counted as usage (an upload's parts): the delta is reduced by them. */
+  countedBytes?: number;
+}
+
+function digestsOf(write: ObjectWrite): { sha256: string; md5: string } {
+  if (write.sha256 === null || write.md5 === null) throw new Error('a write linked by content needs its SHA-256 and MD5');
+  return { sha256: write.sha256, md5: write.md5 };
+}
+
+/**
+ * Every transaction that changes an account's objects locks the account row first. One lock order
+ * (account, then blobs and objects) keeps concurrent writes of one account from deadlocking, and it
+ * orders a commit against a suspension or deletion landing while the upload streamed, so a purge
+ * never misses an object committed beside it. Returns the account's status.
+ */
+export async function lockAccount(q: Queryable, accountId: string): Promise<string> {
+  const { rows } = await q.query<{ status: string }>('SELECT status FROM agentcache_accounts WHERE id = $1 FOR NO KEY UPDATE', [accountId]);
+  return rows[0]?.status ?? 'deleted';
+}
+
+async function assertAccountActive(q: Queryable, accountId: string): Promise<void> {
+  const status = await lockAccount(q, accountId);
+  if (status !== 'active') throw Object.assign(new Error(`The account is ${status}.`), { code: 'ACCOUNT_SUSPENDED' });
+}
 
 /**
  * The one commit transaction of every write: link or register the blob, upsert the object row, release
  * the replaced version's blob, and turn the reservation into usage by the real delta.
  */
 export async function commitObject(db: Db, write: ObjectWrite, source: BlobSource, reservation: Reservation | null): Promise<CommitResult> {
-  return db.tx(async (q) => {
-    const unreferenced: string[] = [];
-    let blobId: string;
-    let deduplicated: boolean;
-    if (source.kind === 'staged') {
-      const blob = await linkOrRegisterBlob(q, { accountId: write.accountId, sha256: write.sha256, md5: write.md5, size: write.size, backendKey: source.backendKey });
-      blobId = blob.id;
-      deduplicated = blob.duplicate;
-      if (blob.duplicate) unreferenced.push(source.backendKey);
-    } else {
-      const blob = await addBlobReference(q, write.accountId, write.sha256);
-      if (!blob) throw Object.assign(new Error('the stored content vanished before the write committed'), { code: 'BLOB_GONE' });
-      blobId = blob.id;
-      deduplicated = true;
-    }
+  return db.tx((q) => commitObjectIn(q, write, source, reservation));
+}
 
-    const previous = await q.query<{ id: string; blob_id: string; size_bytes: number }>(
-      'SELECT id, blob_id, size_bytes FROM agentcache_assets WHERE bucket_id = $1 AND object_key = $2 FOR UPDATE',
-      [write.bucketId, write.key],
+/** commitObject inside a transaction the caller holds, to commit more alongside (CompleteMultipartUpload). */
+export async function commitObjectIn(q: Queryable, write: ObjectWrite, source: BlobSource, reservation: Reservation | null, options: CommitOptions = {}): Promise<CommitResult> {
+  await assertAccountActive(q, write.accountId);
+  // KEY SHARE on the bucket row orders this commit against a DeleteBucket racing it: one of them sees the other.
+  const bucket = await q.query('SELECT 1 FROM buckets WHERE id = $1 FOR KEY SHARE', [write.bucketId]);
+  if (bucket.rowCount === 0) throw Object.assign(new Error('The specified bucket does not exist'), { code: 'NoSuchBucket' });
+  const unreferenced: string[] = [];
+  let blobId: string;
+  let deduplicated: boolean;
+  if (source.kind === 'staged') {
+    const blob = await linkOrRegisterBlob(q, { accountId: write.accountId, ...digestsOf(write), size: write.size, backendKey: source.backendKey });
+    blobId = blob.id;
+    deduplicated = blob.duplicate;
+    if (blob.duplicate) unreferenced.push(source.backendKey);
+  } else if (source.kind === 'unhashed') {
+    blobId = await registerUnhashedBlob(q, write.accountId, write.size, source.backendKey);
+    deduplicated = false;
+  } else {
+    const blob = await addBlobReference(q, write.accountId, digestsOf(write).sha256);
+    if (!blob) throw Object.assign(new Error('the stored content vanished before the write committed'), { code: 'BLOB_GONE' });
+    blobId = blob.id;
+    deduplicated = true;
+  }
+
+  const previous = await q.query<{ id: string; blob_id: string; size_bytes: number }>(
+    'SELECT id, blob_id, size_bytes FROM agentcache_assets WHERE bucket_id = $1 AND object_key = $2 FOR UPDATE',
+    [write.bucketId, write.key],
+  );
+  const old = previous.rows[0];
+  const values = [
+    write.accountId, write.bucketId, write.key, blobId, write.key.split('/').pop() || write.key, write.size, write.sha256, write.etag,
+    write.contentType, write.contentEncoding, write.contentDisposition, write.contentLanguage, write.cacheControl, write.expires,
+    JSON.stringify(write.userMetadata), JSON.stringify(write.checksums), write.partsCount,
+    write.cacheKey ?? null, write.pipelineId ?? null, write.expiresAt ?? null, write.uploadedVia ?? 's3',
+    write.multipartUploadId ?? null, write.partSizes ?? null,
+  ];
+  let row: { id: string; last_modified: Date };
+  if (old) {
+    const updated = await q.query<{ id: string; last_modified: Date }>(
+      `UPDATE agentcache_assets SET blob_id = $4, filename = $5, size_bytes = $6, content_hash = $7, etag = $8,
+          content_type = $9, content_encoding = $10, content_disposition = $11, content_language = $12, cache_control = $13,
+          expires_header = $14, user_metadata = $15, checksums = $16, parts_count = $17, cache_key = $18,
+          agentcache_pipeline_id = $19, expires_at = $20, uploaded_via = $21, multipart_upload_id = $22, part_sizes = $23,
+          hit_count = 0, last_accessed = NULL, created_at = now(), last_modified = now()
+        WHERE id = $24 AND account_id = $1 AND bucket_id = $2 AND object_key = $3
+        RETURNING id, last_modified`,
+      [...values, old.id],
     );
-    const old = previous.rows[0];
-    const values = [
-      write.accountId, write.bucketId, write.key, blobId, write.key.split('/').pop() || write.key, write.size, write.sha256, write.etag,
-      write.contentType, write.contentEncoding, write.contentDisposition, write.contentLanguage, write.cacheControl, write.expires,
-      JSON.stringify(write.userMetadata), JSON.stringify(write.checksums), write.partsCount,
-      write.cacheKey ?? null, write.pipelineId ?? null, write.expiresAt ?? null, write.uploadedVia ?? 's3',
-    ];
-    let row: { id: string; last_modified: Date };
-    if (old) {
-      const updated = await q.query<{ id: string; last_modified: Date }>(
-        `UPDATE agentcache_assets SET blob_id = $4, filename = $5, size_bytes = $6, content_hash = $7, etag = $8,
-            content_type = $9, content_encoding = $10, content_disposition = $11, content_language = $12, cache_control = $13,
-            expires_header = $14, user_metadata = $15, checksums = $16, parts_count = $17, cache_key = $18,
-            agentcache_pipeline_id = $19, expires_at = $20, uploaded_via = $21, hit_count = 0, last_accessed = NULL,
-            created_at = now(), last_modified = now()
-          WHERE id = $22 AND account_id = $1 AND bucket_id = $2 AND object_key = $3
-          RETURNING id, last_modified`,
-        [...values, old.id],
-      );
-      row = updated.rows[0]!;
-      const gone = await releaseBlob(q, old.blob_id);
-      if (gone) unreferenced.push(gone);
-    } else {
-      const inserted = await q.query<{ id: string; last_modified: Date }>(
-        `INSERT INTO agentcache_assets (account_id, bucket_id, object_key, blob_id, filename, size_bytes, content_hash, etag,
-            content_type, content_encoding, content_disposition, content_language, cache_control, expires_header,
-            user_metadata, checksums, parts_count, cache_key, agentcache_pipeline_id, expires_at, uploaded_via)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
-         RETURNING id, last_modified`,
-        values,
-      );
-      row = inserted.rows[0]!;
-    }
+    row = updated.rows[0]!;
+    const gone = await releaseBlob(q, old.blob_id);
+    if (gone) unreferenced.push(gone);
+  } else {
+    const inserted = await q.query<{ id: string; last_modified: Date }>(
+      `INSERT INTO agentcache_assets (account_id, bucket_id, object_key, blob_id, filename, size_bytes, content_hash, etag,
+          content_type, content_encoding, content_disposition, content_language, cache_control, expires_header,
+          user_metadata, checksums, parts_count, cache_key, agentcache_pipeline_id, expires_at, uploaded_via,
+          multipart_upload_id, part_sizes)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+       RETURNING id, last_modified`,
+      values,
+    );
+    row = inserted.rows[0]!;
+  }
 
-    if (reservation) await releaseReservation(q, reservation);
-    // A reserved upload already passed the quota check for its full size; a copy did not.
-    await applyStorageDelta(q, write.accountId, write.size - (old?.size_bytes ?? 0), { checkQuota: reservation === null });
-    return { object: { id: row.id, etag: write.etag, lastModified: new Date(row.last_modified) }, deduplicated, unreferenced };
-  });
+  if (reservation) await releaseReservation(q, reservation);
+  // A reserved upload already passed the quota check for its full size; a copy did not; a completed
+  // multipart upload's parts were counted as they arrived, so it can only shrink usage.
+  const delta = write.size - (old?.size_bytes ?? 0) - (options.countedBytes ?? 0);
+  await applyStorageDelta(q, write.accountId, delta, { checkQuota: reservation === null && options.countedBytes === undefined });
+  return { object: { id: row.id, etag: write.etag, lastModified: new Date(row.last_modified) }, deduplicated, unreferenced };
 }
 
 /** Deletes an object row; returns whether it existed and the backend objects that became unreferenced. */
 export async function deleteObject(db: Db, accountId: string, bucketId: string, key: string): Promise<{ deleted: boolean; unreferenced: string[] }> {
   return db.tx(async (q) => {
+    await lockAccount(q, accountId);
     const { rows } = await q.query<{ blob_id: string; size_bytes: number }>(
       'DELETE FROM agentcache_assets WHERE account_id = $1 AND bucket_id = $2 AND object_key = $3 RETURNING blob_id, size_bytes',
       [accountId, bucketId, key],
@@ -202,5 +268,57 @@ export async function deleteObject(db: Db, accountId: string, bucketId: string, 
     const gone = await releaseBlob(q, row.blob_id);
     await applyStorageDelta(q, accountId, -row.size_bytes, { checkQuota: false });
     return { deleted: true, unreferenced: gone ? [gone] : [] };
+  });
+}
+
+/**
+ * DeleteObjects' deletes: the keys that exist go in one transaction, with one statement, one usage
+ * update, and their blobs released as deleteObject releases them. Keys that do not exist cost nothing.
+ */
+export async function deleteObjectsByKey(db: Db, accountId: string, bucketId: string, keys: readonly string[]): Promise<{ unreferenced: string[] }> {
+  if (keys.length === 0) return { unreferenced: [] };
+  return db.tx(async (q) => {
+    await lockAccount(q, accountId);
+    const { rows } = await q.query<{ blob_id: string; size_bytes: number }>(
+      'DELETE FROM agentcache_assets WHERE account_id = $1 AND bucket_id = $2 AND object_key = ANY($3::text[]) RETURNING blob_id, size_bytes',
+      [accountId, bucketId, keys],
+    );
+    const unreferenced: string[] = [];
+    let bytes = 0;
+    for (const row of rows) {
+      const gone = await releaseBlob(q, row.blob_id);
+      if (gone) unreferenced.push(gone);
+      bytes += Number(row.size_bytes);
+    }
+    await applyStorageDelta(q, accountId, -bytes, { checkQuota: false });
+    return { unreferenced };
+  });
+}
+
+/**
+ * Deletes up to `limit` of the bucket's objects whose TTL has passed (invisible already, see VISIBLE),
+ * releasing their blobs and usage as deleteObject does. A row rewritten by a new PUT is no longer
+ * expired and is left alone. Returns how many went and the backend objects now unreferenced.
+ */
+export async function deleteExpiredObjects(db: Db, accountId: string, bucketId: string, limit: number): Promise<{ count: number; unreferenced: string[] }> {
+  return db.tx(async (q) => {
+    await lockAccount(q, accountId);
+    const { rows } = await q.query<{ blob_id: string; size_bytes: number }>(
+      `DELETE FROM agentcache_assets WHERE id IN (
+         SELECT o.id FROM agentcache_assets o
+          WHERE o.account_id = $1 AND o.bucket_id = $2 AND NOT ${VISIBLE}
+          LIMIT $3 FOR UPDATE SKIP LOCKED)
+       RETURNING blob_id, size_bytes`,
+      [accountId, bucketId, limit],
+    );
+    const unreferenced: string[] = [];
+    let bytes = 0;
+    for (const row of rows) {
+      const gone = await releaseBlob(q, row.blob_id);
+      if (gone) unreferenced.push(gone);
+      bytes += Number(row.size_bytes);
+    }
+    await applyStorageDelta(q, accountId, -bytes, { checkQuota: false });
+    return { count: rows.length, unreferenced };
   });
 }

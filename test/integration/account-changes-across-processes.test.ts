@@ -39,7 +39,7 @@ describe.runIf(testDatabaseUrl !== null)('account changes reach every gateway pr
   it('a new secret from a rotation works at once on the other process', async () => {
     const rotated = await admin(first, 'POST', '/api/agentcache/rotate', { agentcache_user_id: account.agentcacheUserId });
     expect(rotated.status).toBe(200);
-    const withNewSecret = s3Client(second, { apiKey: account.apiKey, apiSecret: rotated.body.api_secret });
+    const withNewSecret = s3Client(second, { apiKey: account.apiKey, apiSecret: rotated.body.account.api_secret });
     await expect(withNewSecret.send(new GetObjectCommand({ Bucket: 'default', Key: 'k' }))).resolves.toBeDefined();
     withNewSecret.destroy();
   });

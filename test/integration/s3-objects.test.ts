@@ -85,7 +85,60 @@ describe('objects through the SDK at its defaults', () => {
     expect(await usage()).toEqual({ used: before.used, reserved: 0 });
   });
 
+  it('takes 24 concurrent writes and deletes of one account, shared content included, without a failure', async () => {
+    const shared = randomBytes(4096);
+    const writes = Array.from({ length: 24 }, (_, i) =>
+      s3.send(new PutObjectCommand({ Bucket: 'default', Key: `burst/${i % 8}`, Body: i % 2 === 0 ? shared : randomBytes(4096) })),
+    );
+    const deletes = Array.from({ length: 8 }, (_, i) => s3.send(new DeleteObjectCommand({ Bucket: 'default', Key: `burst/${i}` })));
+    const outcomes = await Promise.allSettled([...writes, ...deletes]);
+    expect(outcomes.filter((o) => o.status === 'rejected')).toEqual([]);
+    const blobs = await server.db.query<{ refs: number; counted: number }>(
+      `SELECT b.refcount AS refs, (SELECT COUNT(*) FROM agentcache_assets o WHERE o.blob_id = b.id)::INT AS counted
+         FROM blobs b WHERE b.account_id = $1`,
+      [account.id],
+    );
+    for (const blob of blobs.rows) expect(blob.refs).toBe(blob.counted);
+    const usage = await server.db.query<{ used: number; summed: number; reserved: number }>(
+      `SELECT a.storage_used_bytes AS used, a.storage_reserved_bytes AS reserved,
+              (SELECT COALESCE(SUM(size_bytes), 0) FROM agentcache_assets o WHERE o.account_id = a.id)::BIGINT AS summed
+         FROM agentcache_accounts a WHERE a.id = $1`,
+      [account.id],
+    );
+    expect(usage.rows[0]!.used).toBe(usage.rows[0]!.summed);
+    expect(usage.rows[0]!.reserved).toBe(0);
+  });
+
   it('answers NoSuchBucket for a bucket the account does not own', async () => {
     await expect(s3.send(new GetObjectCommand({ Bucket: 'nope', Key: 'k' }))).rejects.toMatchObject({ name: 'NoSuchBucket' });
+  });
+});
+
+describe('tier limits on the PUT path', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer();
+  });
+  afterAll(() => server?.close());
+
+  it('refuses every upload on the free tier (0 GB) with QuotaExceeded, storing nothing', async () => {
+    const account = await provisionAccount(server, undefined, 'free');
+    const s3 = s3Client(server, account);
+    await expect(s3.send(new PutObjectCommand({ Bucket: 'default', Key: 'empty', Body: '' }))).rejects.toMatchObject({ name: 'QuotaExceeded', $metadata: { httpStatusCode: 403 } });
+    await expect(s3.send(new PutObjectCommand({ Bucket: 'default', Key: 'small', Body: 'x' }))).rejects.toMatchObject({ name: 'QuotaExceeded' });
+    const rows = await server.db.query('SELECT 1 FROM agentcache_assets WHERE account_id = $1', [account.id]);
+    expect(rows.rowCount).toBe(0);
+    s3.destroy();
+  });
+
+  it('refuses an object over the tier maximum before any byte streams (EntityTooLarge)', async () => {
+    const account = await provisionAccount(server, undefined, 'free');
+    const s3 = s3Client(server, account);
+    // The free tier's largest object is 10 MB; the quota check would refuse it too, but size comes first.
+    await expect(s3.send(new PutObjectCommand({ Bucket: 'default', Key: 'big', Body: Buffer.alloc(10 * 1024 * 1024 + 1) }))).rejects.toMatchObject({
+      name: 'EntityTooLarge',
+      $metadata: { httpStatusCode: 400 },
+    });
+    s3.destroy();
   });
 });

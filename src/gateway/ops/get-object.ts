@@ -2,6 +2,7 @@ import { header, type OperationHandler, type RequestContext, type S3Result } fro
 import { S3Error } from '../errors.js';
 import { applyResponseOverrides, evaluatePreconditions, objectResponseHeaders, parseRange, type ResolvedRange } from '../object-headers.js';
 import { quoteEtag } from '../xml.js';
+import { objectPartRange } from '../../store/multipart.js';
 import { getObject as findObject, type StoredObject } from '../../store/objects.js';
 
 export interface ObjectRead {
@@ -25,13 +26,19 @@ export async function readObject(op: { bucket: string; key: string; partNumber?:
   }
   let range = parseRange(header(ctx.headers, 'range'), object.size);
   if (op.partNumber !== undefined) {
-    // Parts of a multipart object are served whole here; a single-part object has only part 1.
-    if (op.partNumber !== 1 && object.partsCount === null) throw new S3Error('InvalidPartNumber');
-    range = null;
+    if (header(ctx.headers, 'range') !== undefined) throw new S3Error('InvalidRequest', { message: 'Cannot specify both Range header and partNumber query parameter' });
+    // A part of a multipart object is its byte range; a single-part object has only part 1, the whole.
+    const part = object.partsCount === null ? null : await objectPartRange(ctx.deps.db, object.id, op.partNumber);
+    if (op.partNumber > (object.partsCount ?? 1)) throw new S3Error('InvalidPartNumber');
+    range = part;
   }
   // A checksum describes the whole object, so S3 returns none with a part of it (clients would reject it).
   const checksumMode = range === null && header(ctx.headers, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED';
   const headers = objectResponseHeaders(object, { checksumMode });
+  // A composite checksum ("<checksum of the parts' checksums>-<N>") is not one of the whole object's bytes.
+  if (checksumMode && Object.keys(object.checksums).length > 0) {
+    headers['x-amz-checksum-type'] = Object.values(object.checksums).some((value) => /-\d+$/.test(value)) ? 'COMPOSITE' : 'FULL_OBJECT';
+  }
   if (range) {
     headers['content-length'] = range.end - range.start + 1;
     headers['content-range'] = `bytes ${range.start}-${range.end}/${object.size}`;
