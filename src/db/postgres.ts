@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { DB_UNAVAILABLE, type Db, type Queryable, type QueryResult } from './db.js';
 
@@ -22,10 +23,25 @@ function withAvailabilityCode(error: unknown): unknown {
   return error;
 }
 
+/**
+ * Parameterised queries run as named prepared statements, so PostgreSQL parses and plans each hot
+ * statement once per connection instead of on every request; the name is derived from the text.
+ */
+const statementNames = new Map<string, string>();
+function statementName(sql: string): string {
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = `jt_${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
+    statementNames.set(sql, name);
+  }
+  return name;
+}
+
 function wrap(client: pg.PoolClient | pg.Pool): Queryable {
   return {
     async query<R>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-      const result = await client.query(sql, params as unknown[] | undefined).catch((error: unknown) => {
+      const config = params === undefined ? { text: sql } : { name: statementName(sql), text: sql, values: params as unknown[] };
+      const result = await client.query(config).catch((error: unknown) => {
         throw withAvailabilityCode(error);
       });
       return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
