@@ -45,23 +45,22 @@ export async function reserveStorage(
   bytes: number,
   ttlSeconds = DEFAULT_RESERVATION_TTL_SECONDS,
 ): Promise<Reservation> {
-  const reserved = await db.tx(async (q) => {
-    const updated = await q.query(
-      `UPDATE agentcache_accounts a
+  // One statement, so the check, the reserved total and the reservation row commit together without a
+  // transaction's extra round trips on the hot path.
+  const { rows } = await db.query<{ id: string }>(
+    `WITH reserved AS (
+       UPDATE agentcache_accounts a
           SET storage_reserved_bytes = a.storage_reserved_bytes + $2
          FROM account_limits l
         WHERE a.id = $1 AND l.account_id = a.id
-          AND a.storage_used_bytes + a.storage_reserved_bytes + $2 <= l.storage_quota_bytes`,
-      [accountId, bytes],
-    );
-    if (updated.rowCount === 0) return null;
-    const { rows } = await q.query<{ id: string }>(
-      `INSERT INTO storage_reservations (account_id, bytes, expires_at)
-       VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING id`,
-      [accountId, bytes, ttlSeconds],
-    );
-    return rows[0]!.id;
-  });
+          AND a.storage_used_bytes + a.storage_reserved_bytes + $2 <= l.storage_quota_bytes
+       RETURNING a.id)
+     INSERT INTO storage_reservations (account_id, bytes, expires_at)
+     SELECT id, $2, now() + make_interval(secs => $3) FROM reserved
+     RETURNING id`,
+    [accountId, bytes, ttlSeconds],
+  );
+  const reserved = rows[0]?.id ?? null;
   if (reserved === null) throw await quotaExceeded(db, accountId, bytes);
   return { id: reserved, accountId, bytes };
 }
