@@ -79,6 +79,22 @@ export async function releaseReservation(q: Queryable, reservation: Reservation)
 }
 
 /**
+ * Turns a reservation into usage inside the commit transaction: the reservation goes and the committed
+ * delta (new size minus what it replaced) is applied, in one statement. The reservation already passed
+ * the quota check for its full size, so no check is needed here.
+ */
+export async function settleReservation(q: Queryable, reservation: Reservation, delta: number): Promise<void> {
+  await q.query(
+    `WITH gone AS (DELETE FROM storage_reservations WHERE id = $1 RETURNING bytes)
+     UPDATE agentcache_accounts
+        SET storage_reserved_bytes = GREATEST(storage_reserved_bytes - COALESCE((SELECT bytes FROM gone), 0), 0),
+            storage_used_bytes = GREATEST(storage_used_bytes + $3, 0)
+      WHERE id = $2`,
+    [reservation.id, reservation.accountId, delta],
+  );
+}
+
+/**
  * Applies a committed change of logical bytes (new size minus the replaced object's size). A growth that
  * no reservation covered (a copy) must still fit the quota, checked in the same statement.
  */

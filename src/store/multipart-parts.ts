@@ -1,6 +1,6 @@
 import type { ChecksumAlgorithm } from '../auth/checksums.js';
 import type { Db, Queryable } from '../db/index.js';
-import { applyStorageDelta, DEFAULT_RESERVATION_TTL_SECONDS, releaseReservation, type Reservation } from '../quota/storage.js';
+import { DEFAULT_RESERVATION_TTL_SECONDS, settleReservation, type Reservation } from '../quota/storage.js';
 
 /**
  * The parts of a multipart upload and the writers streaming them. A part number has at most one writer at
@@ -149,9 +149,7 @@ export async function commitPart(db: Db, part: PartWrite, reservation: Reservati
        RETURNING created_at`,
       [part.uploadId, part.partNumber, part.size, part.etag, part.backendEtag, JSON.stringify(part.checksums), part.sha256],
     );
-    await releaseReservation(q, reservation);
-    // The reservation already passed the quota check for the whole part.
-    await applyStorageDelta(q, part.accountId, part.size - Number(previous.rows[0]?.size_bytes ?? 0), { checkQuota: false });
+    await settleReservation(q, reservation, part.size - Number(previous.rows[0]?.size_bytes ?? 0));
     return { outcome: 'stored', lastModified: new Date(rows[0]!.created_at) };
   });
 }

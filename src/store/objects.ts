@@ -1,5 +1,5 @@
 import type { Db, Queryable } from '../db/index.js';
-import { applyStorageDelta, releaseReservation, type Reservation } from '../quota/storage.js';
+import { applyStorageDelta, settleReservation, type Reservation } from '../quota/storage.js';
 import { addBlobReference, linkOrRegisterBlob, registerUnhashedBlob, releaseBlob } from './blobs.js';
 
 /** The headers S3 stores with an object and returns on GET/HEAD. */
@@ -247,11 +247,11 @@ export async function commitObjectIn(q: Queryable, write: ObjectWrite, source: B
     row = inserted.rows[0]!;
   }
 
-  if (reservation) await releaseReservation(q, reservation);
   // A reserved upload already passed the quota check for its full size; a copy did not; a completed
   // multipart upload's parts were counted as they arrived, so it can only shrink usage.
   const delta = write.size - (old?.size_bytes ?? 0) - (options.countedBytes ?? 0);
-  await applyStorageDelta(q, write.accountId, delta, { checkQuota: reservation === null && options.countedBytes === undefined });
+  if (reservation) await settleReservation(q, reservation, delta);
+  else await applyStorageDelta(q, write.accountId, delta, { checkQuota: options.countedBytes === undefined });
   return { object: { id: row.id, etag: write.etag, lastModified: new Date(row.last_modified) }, deduplicated, unreferenced };
 }
 
