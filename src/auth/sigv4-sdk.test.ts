@@ -25,7 +25,7 @@ import { createPayloadVerifier } from './payload.js';
 import { createSigV4Verifier, type SigV4Request } from './sigv4.js';
 
 /**
- * Fixtures signed by the real @aws-sdk/client-s3 (STYLE.md practice 8): a request handler captures the
+ * Fixtures signed by the real @aws-sdk/client-s3: a request handler captures the
  * signed request instead of sending it, and we verify what a gateway would receive.
  */
 

@@ -43,6 +43,7 @@ describe('bucket names', () => {
     ['bucket--table-s3', 'suffix --table-s3'],
     ['bücket', 'consist only of lowercase letters'],
     ['api', 'reserved'],
+    ['healthz', 'reserved'],
   ])('refuses_%j_because_of_%s', (name, reason) => {
     expect(bucketNameProblem(name)).toContain(reason);
     expect(() => assertValidBucketName(name)).toThrow(

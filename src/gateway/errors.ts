@@ -92,8 +92,8 @@ export const S3_ERRORS = {
     message: 'A conflicting conditional operation is currently in progress against this resource. Try again.',
   },
   PreconditionFailed: { status: 412, message: 'At least one of the pre-conditions you specified did not hold' },
-  // Not an AWS code: the product's documented answer to a storage or bandwidth quota (ARCHITECTURE.md,
-  // "Limits and the answers they give"). 403 keeps the SDKs from retrying it.
+  // Not an AWS code: the product's documented answer to a storage or bandwidth quota. 403 keeps the SDKs
+  // from retrying it.
   QuotaExceeded: { status: 403, message: 'Your storage or bandwidth quota has been exceeded.' },
   RequestTimeTooSkewed: {
     status: 403,
@@ -170,7 +170,7 @@ const hidden = (code: S3ErrorCode): InternalCodeMapping => ({ code, keepMessage:
 const shown = (code: S3ErrorCode): InternalCodeMapping => ({ code, keepMessage: true });
 
 /**
- * Internal error codes (STYLE.md practice 5) and the S3 answer each one gets. Anything not listed here and
+ * Internal error codes (stable strings modules throw) and the S3 answer each one gets. Anything not listed here and
  * not an AWS code becomes InternalError with the generic message.
  */
 export const INTERNAL_CODE_TO_S3 = {
@@ -219,7 +219,7 @@ export const INTERNAL_CODE_TO_S3 = {
 const EXTRA_ELEMENT_NAME = /^[A-Z][A-Za-z0-9]*$/;
 
 /**
- * The one translation to S3 at the gateway edge (STYLE.md practice 5). Matches on `.code`, never on the
+ * The one translation to S3 at the gateway edge. Matches on `.code`, never on the
  * class, so errors from any module translate. Upstream SDK errors (they carry `$metadata`) never pass
  * through: our backend's AccessDenied means our own credentials failed, which is a 500 to the tenant.
  */

@@ -10,7 +10,7 @@ import { deleteUnreferenced, findBlob, newBlobKey, stageWrite, type WarnLogger }
 import { commitObject, type CommitResult, type ObjectWrite } from '../store/objects.js';
 
 /**
- * The one PUT path of both surfaces (ARCHITECTURE.md, "The PUT path"):
+ * The one PUT path of both surfaces, S3 and the tenant REST API:
  *   size limit -> reserve quota -> stream once through the verifiers and hashes to the backend
  *   -> one commit transaction -> delete what became unreferenced.
  * Any failure releases the reservation and removes what was staged: no object row ever points at an

@@ -2,7 +2,7 @@
  * Decides which S3 operation a request is, from the method, the bucket and key (path-style or
  * virtual-hosted addressing), the query's sub-resource selectors and one deciding header
  * (`x-amz-copy-source`). Every decision is explicit below or in subresources.ts; nothing depends on
- * the order anything was registered in (STYLE.md practice 2).
+ * the order anything was registered in.
  *
  * Decisions:
  * - `/api` and `/api/...` (path-style) answer `{ name: 'NotS3' }`: that path is the tenant REST API, and
@@ -98,7 +98,7 @@ const SUPPORTED_BUCKET_SELECTORS: Readonly<Record<string, Partial<Record<Method,
 
 const METHODS: ReadonlySet<string> = new Set<Method>(['GET', 'HEAD', 'PUT', 'POST', 'DELETE']);
 
-/** The first path segment the tenant REST API owns (ARCHITECTURE.md, "Two listeners, one process"). */
+/** The first path segment the tenant REST API owns on the gateway listener. */
 const REST_API_SEGMENT = 'api';
 
 const MAX_PART_NUMBER = 10_000;

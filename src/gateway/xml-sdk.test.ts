@@ -1,6 +1,6 @@
 /**
  * The builders' documents as the real @aws-sdk/client-s3 reads them: element names, nesting and types
- * must come out as the SDK's own model says (STYLE.md practice 8: the real SDK, not our idea of it).
+ * must come out as the SDK's own model says: the real SDK, not our idea of it.
  */
 import { Readable } from 'node:stream';
 import {

@@ -13,7 +13,7 @@ import { CREATE_BUCKET_MAX_BODY_BYTES, parseCreateBucketConfiguration } from '..
 export const MAX_BUCKETS_PER_ACCOUNT = 1000;
 
 /**
- * CreateBucket. Names follow S3's rules but are per account (ARCHITECTURE.md): two accounts may both own
+ * CreateBucket. Names follow S3's rules but are per account: two accounts may both own
  * `images`, so BucketAlreadyExists never happens and a second create of one's own bucket answers
  * BucketAlreadyOwnedByYou (409), as S3 answers in every region but us-east-1 (which answers 200 there
  * for legacy reasons; 409 tells the client the truth everywhere).
