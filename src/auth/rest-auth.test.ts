@@ -2,10 +2,19 @@ import { describe, expect, it } from 'vitest';
 import type { KeyRecord, KeyStore } from './key-store.js';
 import { authenticateRest, RestAuthError } from './rest-auth.js';
 
+const limits: KeyRecord['limits'] = {
+  tier: 'pro',
+  storageQuotaBytes: 20 * 1024 ** 3,
+  bandwidthQuotaBytes: 50 * 1024 ** 3,
+  rateLimitPerMinute: 300,
+  maxFileSizeBytes: 500 * 1024 ** 2,
+  jettySpeedEnabled: true,
+};
+
 const records: Record<string, KeyRecord> = {
-  jt_test_active: { accountId: 'a1', agentcacheUserId: 'u1', status: 'active', secrets: ['jts_current', 'jts_previous'] },
-  jt_test_suspended: { accountId: 'a2', agentcacheUserId: 'u2', status: 'suspended', secrets: ['jts_s'] },
-  jt_test_deleted: { accountId: 'a3', agentcacheUserId: 'u3', status: 'deleted', secrets: [] },
+  jt_test_active: { accountId: 'a1', agentcacheUserId: 'u1', status: 'active', secrets: ['jts_current', 'jts_previous'], limits },
+  jt_test_suspended: { accountId: 'a2', agentcacheUserId: 'u2', status: 'suspended', secrets: ['jts_s'], limits },
+  jt_test_deleted: { accountId: 'a3', agentcacheUserId: 'u3', status: 'deleted', secrets: [], limits },
 };
 
 const keys: KeyStore = {
