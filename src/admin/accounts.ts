@@ -93,10 +93,6 @@ function isUniqueViolation(error: unknown, constraint: string): boolean {
 }
 
 /**
- * One place where a change to an account's keys or status becomes visible to authentication. The key
- * store's own cache is dropped here; a cross-process notification belongs here too.
- */
-/**
  * Every change to an account's keys, status or limits ends here: this process forgets what it cached at
  * once, and every other gateway process sharing the database hears it through NOTIFY.
  */
