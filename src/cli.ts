@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig, ensureEmbeddedSecrets, type ReadyConfig } from './config.js';
 import { migrate, openDb } from './db/index.js';
+import { runJobsCommand } from './jobs/cli.js';
 import { startServer, type RunningServer } from './main.js';
 
 const USAGE = `Usage: jettythunder <command>
@@ -8,6 +9,10 @@ const USAGE = `Usage: jettythunder <command>
 Commands:
   serve      start the S3 gateway and the admin API (applies pending migrations first)
   migrate    apply pending database migrations and exit
+  jobs list  the background jobs, their schedule and their last run
+  jobs run <name>
+             run one background job now (expire, usage-rollup, purge, gc, reconcile,
+             request-log-prune, hash-pending); a progress bar on a terminal, plain lines otherwise
   help       show this text
 
 Settings are read from the environment; see .env.example. With none at all, JettyThunder runs
@@ -79,6 +84,9 @@ async function main(argv: string[]): Promise<void> {
       return serve();
     case 'migrate':
       return runMigrations();
+    case 'jobs':
+      process.exitCode = await runJobsCommand(argv.slice(1));
+      return;
     case 'help':
     case '--help':
     case '-h':

@@ -32,6 +32,24 @@ describe('loadConfig', () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
+  it('bounds the waits on PostgreSQL and the backend, each configurable', () => {
+    expect(loadConfig(production).database).toEqual({ connectTimeoutMs: 5_000, queryTimeoutMs: 30_000 });
+    const config = loadConfig({
+      ...production,
+      DATABASE_CONNECT_TIMEOUT_MS: '1500',
+      DATABASE_QUERY_TIMEOUT_MS: '0',
+      LYVE_ENDPOINT: 'http://127.0.0.1:9999',
+      LYVE_ACCESS_KEY_ID: 'AK',
+      LYVE_SECRET_ACCESS_KEY: 'SK',
+      BACKEND_CONNECT_TIMEOUT_MS: '2000',
+      BACKEND_TIMEOUT_MS: '10000',
+    });
+    expect(config.database).toEqual({ connectTimeoutMs: 1_500, queryTimeoutMs: 0 });
+    expect(config.s3).toMatchObject({ connectTimeoutMs: 2_000, socketTimeoutMs: 10_000 });
+    expect(() => loadConfig({ ...production, DATABASE_CONNECT_TIMEOUT_MS: '0' })).toThrow(/DATABASE_CONNECT_TIMEOUT_MS/);
+    expect(() => loadConfig({ ...production, LYVE_ENDPOINT: 'http://x', LYVE_ACCESS_KEY_ID: 'A', LYVE_SECRET_ACCESS_KEY: 'S', BACKEND_TIMEOUT_MS: 'soon' })).toThrow(/BACKEND_TIMEOUT_MS/);
+  });
+
   it("keeps the seed's variable names", () => {
     const config = loadConfig({
       ...production,
@@ -47,8 +65,16 @@ describe('loadConfig', () => {
       RATE_LIMIT_MAX_REQUESTS: '100',
     });
     expect(config.storageBackend).toBe('s3');
-    expect(config.s3).toEqual({ endpoint: 'https://s3.lyvecloud.seagate.com', region: 'us-east-1', accessKeyId: 'AK', secretAccessKey: 'SK', bucket: 'agentcache-assets' });
-    expect(config.jettySpeed).toEqual({ enabled: true, cdnUrl: 'http://localhost:53777' });
+    expect(config.s3).toEqual({
+      endpoint: 'https://s3.lyvecloud.seagate.com',
+      region: 'us-east-1',
+      accessKeyId: 'AK',
+      secretAccessKey: 'SK',
+      bucket: 'agentcache-assets',
+      connectTimeoutMs: 5_000,
+      socketTimeoutMs: 60_000,
+    });
+    expect(config.jettySpeed).toEqual({ enabled: true, cdnUrl: 'http://localhost:53777', healthIntervalMs: 10_000, healthTimeoutMs: 2_000 });
     expect(config.rateLimit).toEqual({ windowMs: 60000, maxRequests: 100 });
     expect(config.agentcacheApiUrl).toBe('https://agentcache.ai/api');
   });
@@ -67,6 +93,9 @@ describe('loadConfig', () => {
     [{ AGENTCACHE_WEBHOOK_SECRET: 'short' }, 'AGENTCACHE_WEBHOOK_SECRET'],
     [{ JETTYSPEED_ENABLED: 'maybe' }, 'JETTYSPEED_ENABLED'],
     [{ JETTYSPEED_ENABLED: 'true' }, 'JETTYSPEED_CDN_URL'],
+    [{ JETTYSPEED_HEALTH_TIMEOUT_MS: '0' }, 'JETTYSPEED_HEALTH_TIMEOUT_MS'],
+    [{ GATEWAY_PUBLIC_URL: 'https://s3.example.com/prefix' }, 'GATEWAY_PUBLIC_URL'],
+    [{ DOWNLOAD_URL_EXPIRES_SECONDS: '604801' }, 'DOWNLOAD_URL_EXPIRES_SECONDS'],
     [{ RATE_LIMIT_WINDOW_MS: '-5' }, 'RATE_LIMIT_WINDOW_MS'],
     [{ LYVE_BUCKET_NAME: 'Bad_Bucket' }, 'LYVE_BUCKET_NAME'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
@@ -102,5 +131,29 @@ describe('ensureEmbeddedSecrets', () => {
     const config = await ensureEmbeddedSecrets(loadConfig({ DATA_DIR: dataDir, JT_MASTER_KEY: 'cd'.repeat(32), AGENTCACHE_WEBHOOK_SECRET: 'explicit-admin-secret' }));
     expect(config.masterKey.toString('hex')).toBe('cd'.repeat(32));
     expect(config.adminSecret).toBe('explicit-admin-secret');
+  });
+});
+
+describe('loadConfig: background jobs and prices', () => {
+  it('has documented defaults', () => {
+    const config = loadConfig({});
+    expect(config.jobs).toEqual({
+      enabled: true,
+      intervalSeconds: { expire: 300, 'usage-rollup': 300, purge: 600, gc: 3600, reconcile: 3600, 'request-log-prune': 3600, 'hash-pending': 600 },
+      stagedWriteMaxAgeHours: 24,
+      requestLogRetentionDays: 30,
+    });
+    expect(config.prices).toEqual({ storagePerGbMonth: 0.023, bandwidthPerGb: 0.09 });
+  });
+
+  it('takes interval overrides by job name, 0 for on demand only, and names a bad one', () => {
+    const config = loadConfig({ JOB_INTERVALS: 'gc=1800, reconcile=0', JOBS_ENABLED: 'false', PRICE_STORAGE_PER_GB_MONTH: '0.0066' });
+    expect(config.jobs.intervalSeconds).toMatchObject({ gc: 1800, reconcile: 0, expire: 300 });
+    expect(config.jobs.enabled).toBe(false);
+    expect(config.prices.storagePerGbMonth).toBe(0.0066);
+    expect(configError({ JOB_INTERVALS: 'gcc=10' }).message).toMatch(/^JOB_INTERVALS: names no job "gcc"/);
+    expect(configError({ JOB_INTERVALS: 'gc' }).variable).toBe('JOB_INTERVALS');
+    expect(configError({ PRICE_BANDWIDTH_PER_GB: '-1' }).variable).toBe('PRICE_BANDWIDTH_PER_GB');
+    expect(configError({ REQUEST_LOG_RETENTION_DAYS: '0' }).variable).toBe('REQUEST_LOG_RETENTION_DAYS');
   });
 });

@@ -1,4 +1,7 @@
 import type { FastifyError } from 'fastify';
+import { BackendErrorCode } from './backend/backend.js';
+import { DB_UNAVAILABLE } from './db/db.js';
+import { QuotaError } from './quota/errors.js';
 
 /** The one error shape of every JSON API (admin and tenant REST): `{ error, code }`, plus named extras. */
 export interface JsonErrorBody {
@@ -12,6 +15,8 @@ export interface JsonErrorResponse {
   body: JsonErrorBody;
   /** True for a failure the caller did not cause (a 5xx); those are logged with their stack. */
   unexpected: boolean;
+  /** Headers the answer carries (Retry-After on a rate limit). */
+  headers?: Record<string, string>;
 }
 
 /** An error a JSON API answers as it is: its status, its stable code, its message. */
@@ -72,6 +77,27 @@ const FASTIFY_ERRORS: Record<string, { statusCode: number; code: string; message
 export function toJsonError(error: unknown): JsonErrorResponse {
   if (error instanceof HttpError) {
     return { statusCode: error.statusCode, body: { error: error.message, code: error.code, ...error.extra }, unexpected: false };
+  }
+  if (error instanceof QuotaError && error.code === 'RATE_LIMITED') {
+    const retryAfter = Math.max(1, Math.ceil(error.details.retryAfterSeconds ?? 1));
+    return {
+      statusCode: 429,
+      body: { error: error.message, code: error.code, limit: error.details.limit, retry_after_seconds: retryAfter },
+      unexpected: false,
+      headers: { 'retry-after': String(retryAfter) },
+    };
+  }
+  if (error instanceof QuotaError && error.code === 'ENTITY_TOO_LARGE') {
+    return { statusCode: 413, body: { error: error.message, code: error.code, limit_bytes: error.details.limit }, unexpected: false };
+  }
+  if (error instanceof QuotaError) {
+    // Storage or bandwidth: the message names the figures; used and quota are given in bytes as well.
+    return { statusCode: 403, body: { error: error.message, code: error.code, used_bytes: error.details.used, quota_bytes: error.details.quota }, unexpected: false };
+  }
+  // The database or the backend cannot be reached now: a retry later may succeed, and nothing was half done.
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === DB_UNAVAILABLE || code === BackendErrorCode.Unavailable) {
+    return { statusCode: 503, body: { error: 'Service temporarily unavailable; retry later', code: 'SERVICE_UNAVAILABLE' }, unexpected: true };
   }
   const fastifyError = error as Partial<FastifyError> & { validation?: AjvIssue[] };
   if (Array.isArray(fastifyError.validation) && fastifyError.validation.length > 0) {

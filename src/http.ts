@@ -1,6 +1,8 @@
 import { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Logger } from 'pino';
-import { newRequestId, redactUrl } from './log.js';
+import { newRequestId } from './log.js';
+import type { RequestLog } from './observability/request-log.js';
+import { countTraffic, recordMetrics, summarize, toLogEntry } from './observability/request-summary.js';
 
 /** Options both listeners share: our logger, S3-style request ids, one log line per request. */
 export function baseServerOptions(logger: Logger, bodyLimit: number): FastifyServerOptions & { loggerInstance: FastifyBaseLogger } {
@@ -18,15 +20,37 @@ export function baseServerOptions(logger: Logger, bodyLimit: number): FastifySer
   };
 }
 
-export function logRequests(app: FastifyInstance): void {
+// Probe routes (healthz, readyz, metrics) ask for quiet with their logLevel; they stay out of api_requests too.
+const QUIET_LEVELS = new Set(['warn', 'error', 'fatal', 'silent']);
+
+/**
+ * The one place a finished request is accounted for: its log line, its metrics and its api_requests row.
+ * The line is written from the server's logger, not the request's child, so fields bound earlier in the
+ * request (S3 binds `account` to the AgentCache user id) do not appear twice with other meanings.
+ */
+export function logRequests(app: FastifyInstance, options: { listener: 'gateway' | 'admin'; requestLog: RequestLog }): void {
+  app.addHook('onRequest', async (request, reply) => {
+    countTraffic(request, reply);
+  });
   app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
+    const summary = summarize(request, reply, options.listener);
+    recordMetrics(summary);
+    if (QUIET_LEVELS.has(request.routeOptions.logLevel ?? '')) return;
+    options.requestLog.record(toLogEntry(summary));
+    app.log.info(
       {
-        method: request.method,
-        url: redactUrl(request.url),
-        status: reply.statusCode,
-        ms: Math.round(reply.elapsedTime),
-        remoteAddress: request.ip,
+        reqId: summary.requestId,
+        surface: summary.surface,
+        account: summary.accountId,
+        operation: summary.operation,
+        method: summary.method,
+        url: summary.url,
+        status: summary.status,
+        bytesIn: summary.bytesIn,
+        bytesOut: summary.bytesOut,
+        ms: Math.round(summary.ms),
+        ...(summary.errorCode ? { errorCode: summary.errorCode } : {}),
+        remoteAddress: summary.remoteAddress,
       },
       'request',
     );

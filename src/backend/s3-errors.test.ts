@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BackendErrorCode } from './backend.js';
-import { toBackendError } from './s3-errors.js';
+import { IDLE_TIMEOUT_ERROR, toBackendError } from './s3-errors.js';
 
 const upstream = (name: string, httpStatusCode?: number) => Object.assign(new Error(`upstream says ${name}`), { name, $metadata: { httpStatusCode } });
 
@@ -16,6 +16,7 @@ describe('toBackendError', () => {
     ['an unknown 502', upstream('Unknown', 502), BackendErrorCode.Unavailable],
     ['connection refused', Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), BackendErrorCode.Unavailable],
     ['a socket timeout', Object.assign(new Error('timed out'), { name: 'TimeoutError' }), BackendErrorCode.Unavailable],
+    ['an idle timeout, not retried', Object.assign(new Error('no byte for 60000 ms'), { name: IDLE_TIMEOUT_ERROR }), BackendErrorCode.Unavailable],
     ['AccessDenied, meaning our credentials failed', upstream('AccessDenied', 403), BackendErrorCode.Failed],
     ['SignatureDoesNotMatch', upstream('SignatureDoesNotMatch', 403), BackendErrorCode.Failed],
     ['an abort', Object.assign(new Error('Request aborted'), { name: 'AbortError' }), BackendErrorCode.Aborted],

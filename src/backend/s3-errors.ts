@@ -7,6 +7,9 @@ interface UpstreamError {
   $metadata?: { httpStatusCode?: number };
 }
 
+/** A request that got no byte for the whole idle timeout; not retried (see the S3 client in s3.ts). */
+export const IDLE_TIMEOUT_ERROR = 'BackendIdleTimeout';
+
 const NOT_FOUND_NAMES = new Set(['NoSuchKey', 'NotFound', 'NoSuchUpload']);
 const UNAVAILABLE_NAMES = new Set([
   'SlowDown',
@@ -18,6 +21,7 @@ const UNAVAILABLE_NAMES = new Set([
   'ThrottlingException',
   'TooManyRequestsException',
   'TimeoutError',
+  IDLE_TIMEOUT_ERROR,
 ]);
 const NETWORK_CODES = new Set([
   'ECONNREFUSED',

@@ -22,14 +22,15 @@ import type { Readable } from 'node:stream';
 import type { S3BackendConfig } from '../config.js';
 import { BackendError, BackendErrorCode, type Backend, type ByteRange, type PutOutput } from './backend.js';
 import { BodyMeter, meterBody, onAbort, throwIfAborted, writeFailure } from './body.js';
-import { isUpstreamNotFound, toBackendError } from './s3-errors.js';
+import { IDLE_TIMEOUT_ERROR, isUpstreamNotFound, toBackendError } from './s3-errors.js';
 
 export interface S3BackendOptions {
-  /** Time to establish a TCP (and TLS) connection. Default 5 s. */
+  /** Time to establish a TCP (and TLS) connection. Default: the config's connectTimeoutMs, else 5 s. */
   connectionTimeoutMs?: number;
   /**
-   * A request fails after this long without a byte sent or received. Default 60 s: S3 itself drops an
-   * idle upload after about 20 s, and a download whose reader stalls this long is not worth holding.
+   * A request fails after this long without a byte sent or received. Default: the config's
+   * socketTimeoutMs, else 60 s: S3 itself drops an idle upload after about 20 s, and a download whose
+   * reader stalls this long is not worth holding.
    */
   socketTimeoutMs?: number;
   /** Keep-alive sockets per agent. Default 256: every streaming request holds one for its duration. */
@@ -38,11 +39,22 @@ export interface S3BackendOptions {
   unknownLengthPartSize?: number;
   /** Parts of an unknown-length body uploaded at once. Default 2, so one upload holds at most ~3 parts. */
   unknownLengthQueueSize?: number;
-  /** The SDK's logger; its default writes some warnings to the console. */
+  /** The SDK's logger. Default: silent, as the SDK's own default writes some warnings to the console. */
   logger?: S3ClientConfig['logger'];
 }
 
 const MAX_DELETE_BATCH = 1000;
+/**
+ * What the SDK would say on its own is said better by the error it throws, which the gateway maps and
+ * logs with the request: e.g. one console line per failed upload while the backend is down.
+ */
+const SILENT_SDK_LOGGER: NonNullable<S3ClientConfig['logger']> = { debug() {}, info() {}, warn() {}, error() {} };
+/**
+ * Tries per request, the SDK's standard retry with its short backoff (well under a second in all). Kept
+ * explicit because it bounds how long an unreachable backend makes a tenant wait for its 503: at most
+ * this many connect timeouts. A streamed body is never retried: it cannot be read twice.
+ */
+const MAX_ATTEMPTS = 3;
 const MiB = 1024 * 1024;
 
 function createClient(config: S3BackendConfig, options: S3BackendOptions): S3Client {
@@ -52,6 +64,7 @@ function createClient(config: S3BackendConfig, options: S3BackendOptions): S3Cli
     region: config.region,
     credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
     forcePathStyle: true,
+    maxAttempts: MAX_ATTEMPTS,
     // The default (WHEN_SUPPORTED) re-frames every streamed body as aws-chunked with a CRC32 trailer,
     // which many S3-compatible services (s3rver among them) store verbatim, and turns on response
     // checksum validation. We verify content ourselves (MD5/SHA-256 in the gateway), so send bodies as-is.
@@ -61,12 +74,12 @@ function createClient(config: S3BackendConfig, options: S3BackendOptions): S3Cli
     // which several S3-compatible services refuse ("Missing required header: Content-MD5"); S3 itself
     // accepts Content-MD5, so the middleware below sends that instead (the SDK's documented MD5 fallback).
     requestHandler: {
-      connectionTimeout: options.connectionTimeoutMs ?? 5_000,
-      socketTimeout: options.socketTimeoutMs ?? 60_000,
+      connectionTimeout: options.connectionTimeoutMs ?? config.connectTimeoutMs ?? 5_000,
+      socketTimeout: options.socketTimeoutMs ?? config.socketTimeoutMs ?? 60_000,
       httpAgent: new http.Agent(agentOptions),
       httpsAgent: new https.Agent(agentOptions),
     },
-    ...(options.logger ? { logger: options.logger } : {}),
+    logger: options.logger ?? SILENT_SDK_LOGGER,
   });
   client.middlewareStack.add(
     (next, context) => async (args) => {
@@ -81,6 +94,21 @@ function createClient(config: S3BackendConfig, options: S3BackendOptions): S3Cli
     },
     // Low priority runs after the SDK's own checksum middleware in the same step, and before signing.
     { step: 'build', priority: 'low', name: 'deleteObjectsContentMd5' },
+  );
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      try {
+        return await next(args);
+      } catch (error) {
+        // The SDK retries every TimeoutError. After a connect timeout that is worth it; after a whole idle
+        // timeout it would multiply a silent backend's wait by the attempts, so that one is renamed to
+        // something the retry logic does not know (s3-errors.ts still reads it as unavailable).
+        if (error instanceof Error && error.name === 'TimeoutError' && /inactivity/i.test(error.message)) error.name = IDLE_TIMEOUT_ERROR;
+        throw error;
+      }
+    },
+    // The deserialize step runs once per attempt, inside the retry middleware.
+    { step: 'deserialize', priority: 'low', name: 'idleTimeoutNotRetried' },
   );
   return client;
 }

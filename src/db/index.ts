@@ -9,8 +9,17 @@ export type { Db, Queryable, QueryResult, Row } from './db.js';
 export { migrate } from './migrate.js';
 
 /** PostgreSQL when DATABASE_URL is set, else embedded PGlite under DATA_DIR/pg. */
-export async function openDb(config: Pick<Config, 'databaseUrl' | 'dataDir'>, onError?: (error: Error) => void): Promise<Db> {
-  if (config.databaseUrl) return openPostgres({ connectionString: config.databaseUrl, ...(onError ? { onError } : {}) });
+export async function openDb(
+  config: Pick<Config, 'databaseUrl' | 'dataDir'> & Partial<Pick<Config, 'database'>>,
+  onError?: (error: Error) => void,
+): Promise<Db> {
+  if (config.databaseUrl) {
+    return openPostgres({
+      connectionString: config.databaseUrl,
+      ...(config.database && { connectTimeoutMs: config.database.connectTimeoutMs, queryTimeoutMs: config.database.queryTimeoutMs }),
+      ...(onError ? { onError } : {}),
+    });
+  }
   const dir = path.join(config.dataDir, 'pg');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   return openPglite(dir);

@@ -65,7 +65,7 @@ export async function storePart(ctx: RequestContext, upload: MultipartUpload, pa
   let reservation: Reservation | null = null;
   let committed = false;
   try {
-    reservation = await reserveStorage(db, ctx.account.accountId, body.size);
+    reservation = await reserveStorage(db, ctx.account.accountId, body.size, ctx.deps.config.reservationTtlSeconds);
     lease.reservation = reservation;
     const { source, transforms, tap } = await body.open();
     let backendEtag: string;

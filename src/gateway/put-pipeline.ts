@@ -2,10 +2,11 @@ import { Writable, type Readable, type Transform } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import type { HashTap, HashTapResult } from '../auth/hash-tap.js';
 import type { AppDeps } from '../deps.js';
-import { ByteLimit } from '../quota/byte-limit.js';
+import { dedupBytesSaved } from '../observability/metrics.js';
+import type { ReservedBytes } from '../quota/byte-limit.js';
 import { formatBytes, QuotaError } from '../quota/errors.js';
 import { getAccountLimits } from '../quota/limits.js';
-import { releaseReservation, reserveStorage, type Reservation } from '../quota/storage.js';
+import { releaseReservation, reservationMeter, reserveStorage, type Reservation } from '../quota/storage.js';
 import { deleteUnreferenced, findBlob, newBlobKey, stageWrite, type WarnLogger } from '../store/blobs.js';
 import { commitObject, type CommitResult, type ObjectWrite } from '../store/objects.js';
 
@@ -18,7 +19,7 @@ import { commitObject, type CommitResult, type ObjectWrite } from '../store/obje
  */
 
 export interface PutStreamInput {
-  deps: Pick<AppDeps, 'db' | 'backend'>;
+  deps: Pick<AppDeps, 'db' | 'backend' | 'config'>;
   log: WarnLogger;
   signal: AbortSignal;
   account: { accountId: string; agentcacheUserId: string };
@@ -98,34 +99,20 @@ export async function putObjectStream(input: PutStreamInput): Promise<PutStreamR
     throw entityTooLarge(limits.maxFileSizeBytes, input.declaredLength);
   }
   if (limits.storageQuotaBytes === 0) {
-    throw new QuotaError('QUOTA_STORAGE_EXCEEDED', `Storage quota exceeded: the ${limits.tier} tier has no storage (0 bytes).`, { used: limits.storageUsedBytes, quota: 0 });
-  }
-
-  const transforms = [...input.transforms];
-  let reservationBytes: number;
-  if (input.declaredLength !== undefined) {
-    reservationBytes = input.declaredLength;
-  } else {
-    // Unknown length: reserve what the account could hold, and cut the body off at that.
-    const available = Math.max(0, limits.storageQuotaBytes - limits.storageUsedBytes - limits.storageReservedBytes);
-    reservationBytes = Math.min(limits.maxFileSizeBytes, available);
-    const cap = reservationBytes;
-    const tooLarge = cap === limits.maxFileSizeBytes;
-    transforms.splice(
-      transforms.length - 1,
-      0,
-      new ByteLimit(cap, () =>
-        tooLarge
-          ? entityTooLarge(limits.maxFileSizeBytes)
-          : new QuotaError('QUOTA_STORAGE_EXCEEDED', `Storage quota exceeded: the upload outgrew the ${formatBytes(cap)} left of ${formatBytes(limits.storageQuotaBytes)}.`, {
-              used: limits.storageUsedBytes,
-              quota: limits.storageQuotaBytes,
-            }),
-      ),
+    throw new QuotaError(
+      'QUOTA_STORAGE_EXCEEDED',
+      `Storage quota exceeded: ${formatBytes(limits.storageUsedBytes)} used of 0 bytes (the ${limits.tier} tier has no storage).`,
+      { used: limits.storageUsedBytes, quota: 0 },
     );
   }
 
-  const reservation = await reserveStorage(deps.db, account.accountId, reservationBytes);
+  // A body of unknown length starts with nothing reserved; the meter grows the reservation ahead of the
+  // bytes and cuts the body off at the quota or the largest object allowed.
+  const reservation = await reserveStorage(deps.db, account.accountId, input.declaredLength ?? 0, deps.config.reservationTtlSeconds);
+  const maxBytes = input.declaredLength ?? limits.maxFileSizeBytes;
+  const meter = reservationMeter(deps.db, reservation, { maxBytes, tooLarge: () => entityTooLarge(maxBytes) });
+  const transforms = [...input.transforms];
+  transforms.splice(transforms.length - 1, 0, meter);
   let stagedKey: string | null = null;
   let committed = false;
   try {
@@ -146,10 +133,11 @@ export async function putObjectStream(input: PutStreamInput): Promise<PutStreamR
     const write: ObjectWrite = { ...input.describe(digests), accountId: account.accountId, size: digests.bytes, sha256: digests.sha256Hex, md5: digests.md5Hex };
     const result = await commitWithRetryableGone(deps, write, stagedKey, reservation);
     committed = true;
+    if (result.deduplicated) dedupBytesSaved.inc(write.size);
     if (result.unreferenced.length > 0) await deleteUnreferenced({ db: deps.db, backend: deps.backend, logger: log }, result.unreferenced);
     return { ...result, digests };
   } finally {
-    if (!committed) await cleanUp(deps, log, reservation, stagedKey);
+    if (!committed) await cleanUp(deps, log, reservation, stagedKey, meter);
   }
 }
 
@@ -168,11 +156,27 @@ async function commitWithRetryableGone(
   }
 }
 
-async function cleanUp(deps: Pick<AppDeps, 'db' | 'backend'>, log: WarnLogger, reservation: Reservation, stagedKey: string | null): Promise<void> {
+async function cleanUp(deps: Pick<AppDeps, 'db' | 'backend'>, log: WarnLogger, reservation: Reservation, stagedKey: string | null, meter: ReservedBytes): Promise<void> {
   try {
+    // A growth still in flight would otherwise add to the reservation after it was released.
+    await meter.idle();
     await releaseReservation(deps.db, reservation);
   } catch (error) {
     log.warn({ err: error }, 'could not release a storage reservation; it expires on its own');
   }
-  if (stagedKey) await deleteUnreferenced({ db: deps.db, backend: deps.backend, logger: log }, [stagedKey]);
+  if (stagedKey && (await stillStaged(deps, stagedKey))) await deleteUnreferenced({ db: deps.db, backend: deps.backend, logger: log }, [stagedKey]);
+}
+
+/**
+ * Whether a failed PUT's staged object is still only staged. A commit whose answer was lost with the
+ * database connection may have made it a blob (which removes its staged row): then its bytes must stay.
+ * When the database cannot say, they stay too, and the collector removes them later by their staged row.
+ */
+async function stillStaged(deps: Pick<AppDeps, 'db'>, stagedKey: string): Promise<boolean> {
+  try {
+    const { rowCount } = await deps.db.query('SELECT 1 FROM staged_writes WHERE backend_key = $1', [stagedKey]);
+    return rowCount > 0;
+  } catch {
+    return false;
+  }
 }

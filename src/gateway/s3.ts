@@ -1,8 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { AuthError } from '../auth/errors.js';
+import type { KeyRecord } from '../auth/key-store.js';
 import { createSigV4Verifier } from '../auth/sigv4.js';
 import type { AppDeps } from '../deps.js';
+import { QuotaError } from '../quota/errors.js';
+import { noteError } from '../observability/request-summary.js';
 import { findBucket } from '../store/buckets.js';
 import type { OperationTable, RequestContext, S3Result } from './context.js';
 import { S3Error, toS3Error } from './errors.js';
@@ -56,8 +60,11 @@ function send(reply: FastifyReply, result: S3Result): FastifyReply {
 
 function sendError(request: FastifyRequest, reply: FastifyReply, error: unknown, resource: string): FastifyReply {
   const s3Error = toS3Error(error);
-  // 501 is a refusal of what we do not serve, not a failure of ours.
-  if (s3Error.status >= 500 && s3Error.status !== 501) request.log.error({ err: error }, 's3 request failed');
+  noteError(request, s3Error.code, error);
+  // 501 is a refusal of what we do not serve, and a rate limit's 503 one of what we will not serve yet:
+  // neither is a failure of ours.
+  const refusal = s3Error.status === 501 || error instanceof QuotaError;
+  if (s3Error.status >= 500 && !refusal) request.log.error({ err: error }, 's3 request failed');
   else request.log.info({ code: s3Error.code, reason: s3Error.message }, 's3 request refused');
   if (reply.sent || reply.raw.headersSent) {
     // The status line is gone: the only honest signal left is to cut the connection short.
@@ -104,14 +111,24 @@ export async function registerS3(app: FastifyInstance, deps: AppDeps, table: Ope
         // /api/... that no REST route claimed: the REST API's own 404, not an S3 error.
         if (op.name === 'NotS3') return reply.callNotFound();
 
-        const auth = await verifier.verify({ method: raw.method ?? 'GET', path, query, headers: raw.headersDistinct });
-        const account = await deps.keys.lookup(auth.accessKeyId);
-        if (!account) throw new S3Error('InvalidAccessKeyId');
+        let auth: Awaited<ReturnType<typeof verifier.verify>>;
+        let account: KeyRecord | null;
+        try {
+          auth = await verifier.verify({ method: raw.method ?? 'GET', path, query, headers: raw.headersDistinct });
+          account = await deps.keys.lookup(auth.accessKeyId);
+          if (!account) throw new S3Error('InvalidAccessKeyId');
+        } catch (error) {
+          // No account vouches for a request that failed authentication: its address is counted instead.
+          if (error instanceof AuthError || error instanceof S3Error) await deps.rateLimits.consumeAddress('gateway', request.ip);
+          throw error;
+        }
         request.accountId = account.accountId;
         request.log = request.log.child({ op: request.s3Operation, account: account.agentcacheUserId });
         if (account.status !== 'active') {
+          request.limitRefusal = 'account_status';
           throw new S3Error('AccessDenied', { message: account.status === 'suspended' ? 'The account is suspended.' : 'The account has been deleted.' });
         }
+        await deps.rateLimits.consumeAccount(account.accountId, account.limits.rateLimitPerMinute);
 
         const operation = table[op.name] as ((op: S3Operation, ctx: RequestContext) => Promise<S3Result>) | undefined;
         if (op.name === 'NotImplemented' || !operation) {

@@ -26,6 +26,12 @@ export async function findBucket(q: Queryable, accountId: string, name: string):
   return rows[0] ? toBucket(rows[0]) : null;
 }
 
+/** The bucket every account is provisioned with, where uploads that name none go. */
+export async function findDefaultBucket(q: Queryable, accountId: string): Promise<Bucket | null> {
+  const { rows } = await q.query<BucketRow>('SELECT id, account_id, name, is_default, created_at FROM buckets WHERE account_id = $1 AND is_default', [accountId]);
+  return rows[0] ? toBucket(rows[0]) : null;
+}
+
 export async function listBuckets(q: Queryable, accountId: string): Promise<Bucket[]> {
   const { rows } = await q.query<BucketRow>('SELECT id, account_id, name, is_default, created_at FROM buckets WHERE account_id = $1 ORDER BY name', [accountId]);
   return rows.map(toBucket);

@@ -1,6 +1,6 @@
 import type { ChecksumAlgorithm } from '../auth/checksums.js';
 import type { Db, Queryable } from '../db/index.js';
-import { DEFAULT_RESERVATION_TTL_SECONDS, settleReservation, type Reservation } from '../quota/storage.js';
+import { settleReservation, type Reservation } from '../quota/storage.js';
 
 /**
  * The parts of a multipart upload and the writers streaming them. A part number has at most one writer at
@@ -104,7 +104,7 @@ export async function renewPartWriter(q: Queryable, writerId: string, reservatio
     [writerId, WRITER_LEASE_SECONDS],
   );
   if (reservation) {
-    await q.query('UPDATE storage_reservations SET expires_at = now() + make_interval(secs => $2) WHERE id = $1', [reservation.id, DEFAULT_RESERVATION_TTL_SECONDS]);
+    await q.query('UPDATE storage_reservations SET expires_at = now() + make_interval(secs => $2) WHERE id = $1', [reservation.id, reservation.ttlSeconds]);
   }
   return rows[0]?.state === 'open';
 }

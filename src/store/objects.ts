@@ -255,6 +255,23 @@ export async function commitObjectIn(q: Queryable, write: ObjectWrite, source: B
   return { object: { id: row.id, etag: write.etag, lastModified: new Date(row.last_modified) }, deduplicated, unreferenced };
 }
 
+/**
+ * What every delete does after removing object rows, in its transaction: each row's blob reference is
+ * released and the account's usage drops by the rows' logical sizes. Returns the backend objects no
+ * row references any more, for the caller to delete once the transaction has committed.
+ */
+export async function releaseDeletedRows(q: Queryable, accountId: string, rows: ReadonlyArray<{ blob_id: string; size_bytes: number }>): Promise<string[]> {
+  const unreferenced: string[] = [];
+  let bytes = 0;
+  for (const row of rows) {
+    const gone = await releaseBlob(q, row.blob_id);
+    if (gone) unreferenced.push(gone);
+    bytes += Number(row.size_bytes);
+  }
+  await applyStorageDelta(q, accountId, -bytes, { checkQuota: false });
+  return unreferenced;
+}
+
 /** Deletes an object row; returns whether it existed and the backend objects that became unreferenced. */
 export async function deleteObject(db: Db, accountId: string, bucketId: string, key: string): Promise<{ deleted: boolean; unreferenced: string[] }> {
   return db.tx(async (q) => {
@@ -263,11 +280,8 @@ export async function deleteObject(db: Db, accountId: string, bucketId: string, 
       'DELETE FROM agentcache_assets WHERE account_id = $1 AND bucket_id = $2 AND object_key = $3 RETURNING blob_id, size_bytes',
       [accountId, bucketId, key],
     );
-    const row = rows[0];
-    if (!row) return { deleted: false, unreferenced: [] };
-    const gone = await releaseBlob(q, row.blob_id);
-    await applyStorageDelta(q, accountId, -row.size_bytes, { checkQuota: false });
-    return { deleted: true, unreferenced: gone ? [gone] : [] };
+    if (rows.length === 0) return { deleted: false, unreferenced: [] };
+    return { deleted: true, unreferenced: await releaseDeletedRows(q, accountId, rows) };
   });
 }
 
@@ -283,14 +297,7 @@ export async function deleteObjectsByKey(db: Db, accountId: string, bucketId: st
       'DELETE FROM agentcache_assets WHERE account_id = $1 AND bucket_id = $2 AND object_key = ANY($3::text[]) RETURNING blob_id, size_bytes',
       [accountId, bucketId, keys],
     );
-    const unreferenced: string[] = [];
-    let bytes = 0;
-    for (const row of rows) {
-      const gone = await releaseBlob(q, row.blob_id);
-      if (gone) unreferenced.push(gone);
-      bytes += Number(row.size_bytes);
-    }
-    await applyStorageDelta(q, accountId, -bytes, { checkQuota: false });
+    const unreferenced = await releaseDeletedRows(q, accountId, rows);
     return { unreferenced };
   });
 }
@@ -311,14 +318,7 @@ export async function deleteExpiredObjects(db: Db, accountId: string, bucketId: 
        RETURNING blob_id, size_bytes`,
       [accountId, bucketId, limit],
     );
-    const unreferenced: string[] = [];
-    let bytes = 0;
-    for (const row of rows) {
-      const gone = await releaseBlob(q, row.blob_id);
-      if (gone) unreferenced.push(gone);
-      bytes += Number(row.size_bytes);
-    }
-    await applyStorageDelta(q, accountId, -bytes, { checkQuota: false });
+    const unreferenced = await releaseDeletedRows(q, accountId, rows);
     return { count: rows.length, unreferenced };
   });
 }

@@ -65,14 +65,22 @@ const S3Error = require('s3rver/lib/models/error') as S3ErrorClass;
 
 const MIN_PART_BYTES = 5 * 1024 * 1024;
 
-export async function startS3rver(): Promise<TestS3Server> {
-  const directory = await mkdtemp(path.join(tmpdir(), 'jt-s3rver-'));
-  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory });
+export interface S3rverOptions {
+  /** A fixed port (to start it again where a gateway expects it); default a free one. */
+  port?: number;
+  /** Its storage folder; one given here is kept on close, so a restart finds the objects again. */
+  directory?: string;
+  bucket?: string;
+}
+
+export async function startS3rver(options: S3rverOptions = {}): Promise<TestS3Server> {
+  const directory = options.directory ?? (await mkdtemp(path.join(tmpdir(), 'jt-s3rver-')));
+  const server = new S3rver({ address: '127.0.0.1', port: options.port ?? 0, silent: true, directory });
   behaveLikeS3(server);
   const { port } = await server.run();
   const endpoint = `http://127.0.0.1:${port}`;
   const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
-  const bucket = `jt-test-${randomBytes(4).toString('hex')}`;
+  const bucket = options.bucket ?? `jt-test-${randomBytes(4).toString('hex')}`;
   await ensureBucket({ endpoint, region: 'us-east-1', bucket, ...credentials });
   return {
     endpoint,
@@ -81,7 +89,7 @@ export async function startS3rver(): Promise<TestS3Server> {
     async close() {
       server.httpServer?.closeAllConnections();
       await server.close();
-      await rm(directory, { recursive: true, force: true });
+      if (options.directory === undefined) await rm(directory, { recursive: true, force: true });
     },
   };
 }

@@ -23,9 +23,10 @@ export interface TestServer extends RunningServer {
  * Starts the whole gateway in this process on free ports, with a fresh database (PostgreSQL when
  * TEST_DATABASE_URL is set, else PGlite) and the fs backend in a temporary folder, and captures its logs.
  */
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(env: Record<string, string> = {}, options: { clock?: () => Date } = {}): Promise<TestServer> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'jt-test-'));
-  const database = primaryDbKind === 'postgres' ? await createPostgresDatabase() : null;
+  // A DATABASE_URL given by the caller (a database of its own, shared by two servers) is used as it is.
+  const database = primaryDbKind === 'postgres' && env.DATABASE_URL === undefined ? await createPostgresDatabase() : null;
   const raw: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -41,12 +42,14 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     LOG_LEVEL: 'info',
     JT_MASTER_KEY: TEST_MASTER_KEY,
     AGENTCACHE_WEBHOOK_SECRET: TEST_ADMIN_SECRET,
+    // Scheduled jobs would change rows under tests that did not ask for them; tests run jobs themselves.
+    JOBS_ENABLED: 'false',
     ...(database ? { DATABASE_URL: database.url } : {}),
     ...env,
   });
   let server: RunningServer;
   try {
-    server = await startServer(config, { logger: createLogger('info', sink) });
+    server = await startServer(config, { logger: createLogger('info', sink), ...(options.clock && { clock: options.clock }) });
   } catch (error) {
     await database?.drop();
     await rm(dataDir, { recursive: true, force: true });

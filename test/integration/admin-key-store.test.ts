@@ -29,7 +29,21 @@ describe('key store', () => {
     const keys = createKeyStore({ db: database.db, masterKey });
     const apiKey = newKey();
     const accountId = await insertAccount(apiKey, 'jts_one');
-    expect(await keys.lookup(apiKey)).toEqual({ accountId, agentcacheUserId: expect.stringMatching(/^ks-/), status: 'active', secrets: ['jts_one'] });
+    expect(await keys.lookup(apiKey)).toEqual({
+      accountId,
+      agentcacheUserId: expect.stringMatching(/^ks-/),
+      status: 'active',
+      secrets: ['jts_one'],
+      // The pro tier's limits as seeded, in bytes.
+      limits: {
+        tier: 'pro',
+        storageQuotaBytes: 20 * 1024 ** 3,
+        bandwidthQuotaBytes: 50 * 1024 ** 3,
+        rateLimitPerMinute: 300,
+        maxFileSizeBytes: 500 * 1024 ** 2,
+        jettySpeedEnabled: true,
+      },
+    });
     expect(await keys.lookup(newKey())).toBeNull();
   });
 

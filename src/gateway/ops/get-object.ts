@@ -51,6 +51,15 @@ export async function readObject(op: { bucket: string; key: string; partNumber?:
 export const getObject: OperationHandler<'GetObject'> = async (op, ctx) => {
   const read = await readObject(op, ctx);
   if (!('object' in read)) return read;
-  const { body } = await ctx.deps.backend.get({ key: read.object.backendKey, signal: ctx.signal, ...(read.range && { range: read.range }) });
-  return { ...read.result, body };
+  // The body's length is known before a byte is fetched, so the bandwidth quota is checked for all of it
+  // first; only the bytes that then reach the client are charged.
+  const length = read.range ? read.range.end - read.range.start + 1 : read.object.size;
+  const grant = await ctx.deps.bandwidth.admit(ctx.account, length);
+  try {
+    const { body } = await ctx.deps.backend.get({ key: read.object.backendKey, signal: ctx.signal, ...(read.range && { range: read.range }) });
+    return { ...read.result, body: grant.meter(body) };
+  } catch (error) {
+    grant.release();
+    throw error;
+  }
 };

@@ -2,7 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { authenticateRest, RestAuthError } from '../../auth/rest-auth.js';
 import type { AppDeps } from '../../deps.js';
 import { toJsonError, type JsonErrorResponse } from '../../http-errors.js';
+import { noteError } from '../../observability/request-summary.js';
+import { s3ErrorAsJson } from './errors.js';
 import { quotaRoutes } from './quota.js';
+import { storageRoutes } from './storage.js';
 
 export { tenantOf } from './tenant.js';
 
@@ -13,7 +16,7 @@ export { tenantOf } from './tenant.js';
 
 function restErrorResponse(error: unknown): JsonErrorResponse {
   if (error instanceof RestAuthError) return { statusCode: error.statusCode, body: { error: error.message, code: error.code }, unexpected: false };
-  return toJsonError(error);
+  return s3ErrorAsJson(error) ?? toJsonError(error);
 }
 
 export async function restApi(app: FastifyInstance, options: { deps: AppDeps }): Promise<void> {
@@ -25,15 +28,28 @@ export async function restApi(app: FastifyInstance, options: { deps: AppDeps }):
   app.setErrorHandler((error, request, reply) => {
     const response = restErrorResponse(error);
     if (response.unexpected) request.log.error({ err: error }, 'REST request failed');
+    noteError(request, response.body.code, error);
+    if (response.headers) reply.headers(response.headers);
     return reply.code(response.statusCode).send(response.body);
   });
-  app.setNotFoundHandler((_request, reply) => reply.code(404).send({ error: 'Not found', code: 'NOT_FOUND' }));
+  app.setNotFoundHandler((request, reply) => {
+    request.errorCode = 'NOT_FOUND';
+    return reply.code(404).send({ error: 'Not found', code: 'NOT_FOUND' });
+  });
 
   app.decorateRequest('restTenant', null);
   // Every REST route is a tenant's: authenticate once here, before any body is read.
   app.addHook('onRequest', async (request) => {
-    request.restTenant = await authenticateRest(deps.keys, request.headers.authorization, request.headers['x-api-secret']);
+    try {
+      request.restTenant = await authenticateRest(deps.keys, request.headers.authorization, request.headers['x-api-secret']);
+    } catch (error) {
+      // No account vouches for a request with wrong credentials: its address is counted instead.
+      if (error instanceof RestAuthError && error.code === 'UNAUTHORIZED') await deps.rateLimits.consumeAddress('gateway', request.ip);
+      throw error;
+    }
+    await deps.rateLimits.consumeAccount(request.restTenant.accountId, request.restTenant.limits.rateLimitPerMinute);
   });
 
   await app.register(quotaRoutes, { deps });
+  await app.register(storageRoutes, { deps });
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Queryable } from '../../db/index.js';
 import type { AppDeps } from '../../deps.js';
+import type { BandwidthMeter } from '../../quota/bandwidth.js';
 import { bytesToGb, percentUsed } from '../../units.js';
 import { tenantOf } from './tenant.js';
 
@@ -19,18 +20,27 @@ interface QuotaRow {
   bandwidth_used_bytes: number;
 }
 
-export async function readQuota(q: Queryable, accountId: string): Promise<QuotaDocument | null> {
-  // Bandwidth counts the current calendar month (UTC), the period bandwidth_usage rows are kept by.
+/**
+ * `bandwidth` names the month (by the same clock the quota is enforced with) and adds the bytes this
+ * process counted but has not written yet.
+ */
+export async function readQuota(
+  q: Queryable,
+  accountId: string,
+  bandwidth: Pick<BandwidthMeter, 'periodStart' | 'unflushedBytes'>,
+): Promise<QuotaDocument | null> {
+  const periodStart = bandwidth.periodStart();
   const { rows } = await q.query<QuotaRow>(
     `SELECT l.tier, l.storage_quota_bytes, a.storage_used_bytes, l.bandwidth_quota_bytes, COALESCE(b.bytes, 0) AS bandwidth_used_bytes
        FROM agentcache_accounts a
        JOIN account_limits l ON l.account_id = a.id
-       LEFT JOIN bandwidth_usage b ON b.account_id = a.id AND b.period_start = (date_trunc('month', now() AT TIME ZONE 'UTC'))::date
+       LEFT JOIN bandwidth_usage b ON b.account_id = a.id AND b.period_start = $2::date
       WHERE a.id = $1`,
-    [accountId],
+    [accountId, periodStart],
   );
   const row = rows[0];
   if (!row) return null;
+  row.bandwidth_used_bytes += bandwidth.unflushedBytes(accountId, periodStart);
   return {
     tier: row.tier,
     storage: {
@@ -66,7 +76,7 @@ const quotaResponse = {
 /** GET /api/agentcache/quota: the calling account's limits and usage (seed Part 4). */
 export async function quotaRoutes(app: FastifyInstance, options: { deps: AppDeps }): Promise<void> {
   app.get('/agentcache/quota', { schema: { response: { 200: quotaResponse } } }, async (request) => {
-    const quota = await readQuota(options.deps.db, tenantOf(request).accountId);
+    const quota = await readQuota(options.deps.db, tenantOf(request).accountId, options.deps.bandwidth);
     // Authenticated a moment ago: only an account row removed in between gets here.
     if (!quota) throw new Error('account vanished after authentication');
     return quota;
