@@ -13,8 +13,8 @@ import { JOBS, startJobScheduler } from './jobs/index.js';
 import { startOutboxDelivery } from './jobs/outbox.js';
 import { createLogger } from './log.js';
 import { countBackendErrors } from './observability/backend-errors.js';
-import { createRequestLog, disabledRequestLog, type RequestLog } from './observability/request-log.js';
-import { createBandwidthMeter, type BandwidthMeter } from './quota/bandwidth.js';
+import { createRequestLog, disabledRequestLog } from './observability/request-log.js';
+import { createBandwidthMeter } from './quota/bandwidth.js';
 import { openRateLimits } from './quota/rate-limit.js';
 import { startQuotaWarnings } from './quota/warnings.js';
 
@@ -52,47 +52,64 @@ async function closeWithin(app: FastifyInstance, timeoutMs: number, logger: Logg
 export async function startServer(baseConfig: Config, options: { logger?: Logger; clock?: () => Date } = {}): Promise<RunningServer> {
   const config = await ensureEmbeddedSecrets(baseConfig);
   const logger = options.logger ?? createLogger(config.logLevel);
+  // Everything opened, closed in reverse order: on shutdown, or when start-up fails part way.
+  const closers: Array<() => Promise<unknown>> = [];
+  const closeOpened = async () => {
+    for (const close of closers.splice(0).reverse()) {
+      await close().catch((error: unknown) => logger.error({ err: error }, 'shutdown step failed'));
+    }
+  };
   const db = await openDb(config, (error) => logger.error({ err: error }, 'database connection error'));
-  let backend: AppDeps['backend'] | undefined;
-  let bandwidth: BandwidthMeter | undefined;
-  let rateLimits: AppDeps['rateLimits'] | undefined;
-  let requestLog: RequestLog | undefined;
-  let jettySpeed: AppDeps['jettySpeed'] | undefined;
-  const opened: FastifyInstance[] = [];
+  closers.push(() => db.close());
   try {
     const applied = await migrate(db);
     if (applied.length > 0) logger.info({ migrations: applied.map((m) => `${m.version}_${m.name}`) }, 'applied migrations');
-    backend = countBackendErrors(await openBackend(config));
+    const backend = countBackendErrors(await openBackend(config));
+    closers.push(() => backend.close());
     const keys = createKeyStore({ db, masterKey: config.masterKey });
-    const stopFollowing = await followAccountChanges(db, keys);
-    bandwidth = createBandwidthMeter({ db, logger, flushIntervalMs: config.bandwidthFlushMs, ...(options.clock && { clock: options.clock }) });
-    const openBandwidth = bandwidth;
-    rateLimits = await openRateLimits(config, db, logger);
-    const openRateLimitsRef = rateLimits;
-    requestLog = config.requestLog.enabled
+    closers.push(await followAccountChanges(db, keys));
+    // Closed after the listeners: every download has ended, every request has been answered, so what
+    // they counted and logged is written before the pool closes.
+    const bandwidth = createBandwidthMeter({ db, logger, flushIntervalMs: config.bandwidthFlushMs, ...(options.clock && { clock: options.clock }) });
+    closers.push(() => bandwidth.close());
+    const rateLimits = await openRateLimits(config, db, logger);
+    closers.push(() => rateLimits.close());
+    const requestLog = config.requestLog.enabled
       ? createRequestLog({ db, logger, maxBuffered: config.requestLog.maxBuffered, flushIntervalMs: config.requestLog.flushMs })
       : disabledRequestLog;
-    const openRequestLog = requestLog;
-    jettySpeed = startJettySpeedProbe({ ...config.jettySpeed, intervalMs: config.jettySpeed.healthIntervalMs, timeoutMs: config.jettySpeed.healthTimeoutMs, logger });
-    const openJettySpeed = jettySpeed;
+    closers.push(() => requestLog.close());
+    const jettySpeed = startJettySpeedProbe({ ...config.jettySpeed, intervalMs: config.jettySpeed.healthIntervalMs, timeoutMs: config.jettySpeed.healthTimeoutMs, logger });
+    closers.push(() => jettySpeed.stop());
     const deps: AppDeps = { config, db, backend, logger, keys, rateLimits, bandwidth, requestLog, jettySpeed };
+    // A dedup pass started by a completed multipart upload reads the backend and writes the database.
+    closers.push(() => blobHashingSettled(deps));
+
     const gateway = await buildGatewayApp(deps);
-    opened.push(gateway);
     const admin = await buildAdminApp(deps);
-    opened.push(admin);
-    await gateway.listen({ host: config.gateway.host, port: config.gateway.port });
-    await admin.listen({ host: config.admin.host, port: config.admin.port });
-    const gatewayUrl = listenUrl(gateway);
-    const adminUrl = listenUrl(admin);
-    logger.info({ gatewayUrl, adminUrl, embedded: config.embedded, backend: backend.kind, database: db.kind }, 'listening');
     // Every process runs both: the outbox's unique keys and row leases make them safe side by side.
     const outbox = startOutboxDelivery(deps);
     const quotaWarnings = startQuotaWarnings({ ...deps, ...(options.clock && { clock: options.clock }) }, () => outbox.wake());
     // Every process schedules every job; an advisory lock and job_runs make each run once per cluster.
     const jobs = config.jobs.enabled ? startJobScheduler(deps, { jobs: JOBS }) : null;
+    closers.push(() =>
+      Promise.all([
+        closeWithin(gateway, config.shutdownTimeoutMs, logger),
+        closeWithin(admin, config.shutdownTimeoutMs, logger),
+        // An attempt in flight ends within OUTBOX_TIMEOUT_MS and records its outcome before the pool closes.
+        quotaWarnings.stop(),
+        outbox.stop(),
+        // A running job stops at its next safe point (between batches) and resumes on the next run.
+        jobs?.stop(),
+      ]),
+    );
+
+    await gateway.listen({ host: config.gateway.host, port: config.gateway.port });
+    await admin.listen({ host: config.admin.host, port: config.admin.port });
+    const gatewayUrl = listenUrl(gateway);
+    const adminUrl = listenUrl(admin);
+    logger.info({ gatewayUrl, adminUrl, embedded: config.embedded, backend: backend.kind, database: db.kind }, 'listening');
 
     let closing: Promise<void> | undefined;
-    const openBackendRef = backend;
     return {
       config,
       gatewayUrl,
@@ -100,40 +117,12 @@ export async function startServer(baseConfig: Config, options: { logger?: Logger
       db,
       backend,
       close() {
-        closing ??= (async () => {
-          await Promise.all([
-            closeWithin(gateway, config.shutdownTimeoutMs, logger),
-            closeWithin(admin, config.shutdownTimeoutMs, logger),
-            // An attempt in flight ends within OUTBOX_TIMEOUT_MS and records its outcome before the pool closes.
-            quotaWarnings.stop(),
-            outbox.stop(),
-            openJettySpeed.stop(),
-            // A running job stops at its next safe point (between batches) and resumes on the next run.
-            jobs?.stop(),
-          ]);
-          await stopFollowing();
-          // A dedup pass started by a completed multipart upload reads the backend and writes the database.
-          await blobHashingSettled(deps);
-          await openBackendRef.close();
-          // Every download has ended: what they sent is written before the pool closes.
-          await openBandwidth.close();
-          await openRateLimitsRef.close();
-          // Every request has been answered: its api_requests row is written (within a bound) before the pool closes.
-          await openRequestLog.close();
-          await db.close();
-          logger.info('stopped');
-        })();
+        closing ??= closeOpened().then(() => logger.info('stopped'));
         return closing;
       },
     };
   } catch (error) {
-    await Promise.allSettled(opened.map((app) => app.close()));
-    await backend?.close().catch(() => undefined);
-    await bandwidth?.close().catch(() => undefined);
-    await rateLimits?.close().catch(() => undefined);
-    await requestLog?.close().catch(() => undefined);
-    await jettySpeed?.stop();
-    await db.close().catch(() => undefined);
+    await closeOpened();
     throw error;
   }
 }

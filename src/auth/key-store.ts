@@ -29,6 +29,8 @@ export interface KeyStore {
   lookup(accessKeyId: string): Promise<KeyRecord | null>;
   invalidate(accessKeyId: string): void;
   invalidateAccount(accountId: string): void;
+  /** Forgets every cached key, for when changes may have been missed. */
+  invalidateAll(): void;
 }
 
 export interface KeyStoreOptions {
@@ -142,6 +144,11 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
       // The account's keys are not known for lookups still in flight; dropping all of them is cheap and safe.
       inflight.clear();
     },
+    invalidateAll() {
+      generation++;
+      cache.clear();
+      inflight.clear();
+    },
   };
 }
 
@@ -153,9 +160,9 @@ export async function notifyAccountChanged(db: Queryable, accountId: string): Pr
 }
 
 /**
- * Makes this process's key store forget an account whenever any process announces a change to it.
- * A notification missed while the listening connection was down is bounded by the cache's TTL.
+ * Makes this process's key store forget an account whenever any process announces a change to it. When
+ * the listening connection comes back after a drop, announcements may have been missed: it forgets all.
  */
 export function followAccountChanges(db: Pick<Db, 'listen'>, keys: KeyStore): Promise<() => Promise<void>> {
-  return db.listen(ACCOUNT_CHANGED_CHANNEL, (accountId) => keys.invalidateAccount(accountId));
+  return db.listen(ACCOUNT_CHANGED_CHANNEL, (accountId) => keys.invalidateAccount(accountId), () => keys.invalidateAll());
 }

@@ -21,6 +21,7 @@ const keys: KeyStore = {
   lookup: async (accessKeyId) => records[accessKeyId] ?? null,
   invalidate: () => undefined,
   invalidateAccount: () => undefined,
+  invalidateAll: () => undefined,
 };
 
 async function failure(authorization: string | string[] | undefined, secret: string | string[] | undefined): Promise<RestAuthError> {

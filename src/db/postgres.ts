@@ -105,6 +105,7 @@ export function openPostgres(options: PostgresOptions): Db {
   pool.on('error', (error) => options.onError?.(error));
   const base = wrap(pool);
   const listeners = new Map<string, Set<(payload: string) => void>>();
+  const gapHandlers = new Set<() => void>();
   let listenClient: Promise<pg.Client> | null = null;
   let retryTimer: NodeJS.Timeout | null = null;
   let retryDelayMs = LISTEN_RETRY_FIRST_MS;
@@ -120,6 +121,7 @@ export function openPostgres(options: PostgresOptions): Db {
       listenConnection().then(
         () => {
           retryDelayMs = LISTEN_RETRY_FIRST_MS;
+          for (const onGap of gapHandlers) onGap();
         },
         (error: Error) => {
           options.onError?.(error);
@@ -196,7 +198,7 @@ export function openPostgres(options: PostgresOptions): Db {
         client.release(lost ?? (isUnavailable(failure) ? (failure as Error) : undefined));
       }
     },
-    async listen(channel, onPayload) {
+    async listen(channel, onPayload, onGap) {
       let handlers = listeners.get(channel);
       if (!handlers) {
         handlers = new Set();
@@ -210,8 +212,10 @@ export function openPostgres(options: PostgresOptions): Db {
         }
       }
       handlers.add(onPayload);
+      if (onGap) gapHandlers.add(onGap);
       return async () => {
         handlers.delete(onPayload);
+        if (onGap) gapHandlers.delete(onGap);
         if (handlers.size > 0) return;
         listeners.delete(channel);
         const client = await listenClient?.catch(() => null);

@@ -61,6 +61,8 @@ export function runChain(source: Readable, transforms: Transform[]): Promise<voi
   };
   source.once('error', onSourceError);
   source.once('close', onSourceClose);
+  // A source that failed or closed before this point will emit nothing more: say so now, or the chain waits forever.
+  if (source.errored || (source.destroyed && !source.readableEnded)) first.destroy(incompleteBody());
   source.pipe(first);
   const done = transforms.length > 1 ? pipeline(transforms) : finished(first);
   return done.finally(() => {
