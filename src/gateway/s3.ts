@@ -10,6 +10,7 @@ import { noteError } from '../observability/request-summary.js';
 import { findBucket } from '../store/buckets.js';
 import type { OperationTable, RequestContext, S3Result } from './context.js';
 import { S3Error, toS3Error } from './errors.js';
+import { restNotFound } from './rest/index.js';
 import { operations } from './ops/index.js';
 import { route, type S3Operation } from './router.js';
 import { errorXml } from './xml.js';
@@ -109,7 +110,7 @@ export async function registerS3(app: FastifyInstance, deps: AppDeps, table: Ope
         op = route({ method: raw.method ?? 'GET', path, query: searchParams, headers: raw.headers, host: raw.headers.host }, { s3Domain: deps.config.s3Domain });
         request.s3Operation = op.name === 'NotImplemented' ? op.operation : op.name;
         // /api/... that no REST route claimed: the REST API's own 404, not an S3 error.
-        if (op.name === 'NotS3') return reply.callNotFound();
+        if (op.name === 'NotS3') return restNotFound(request, reply);
 
         let auth: Awaited<ReturnType<typeof verifier.verify>>;
         let account: KeyRecord | null;

@@ -87,6 +87,11 @@ describe('REST errors', () => {
       expect(response.body.code).toBe('NOT_FOUND');
     }
     expect((await owner.call('GET', `/storage/download/${stored.body.id}`)).status).toBe(200);
+    // A path under /api that no route serves is the REST API's 404, not an S3 error.
+    for (const method of ['GET', 'DELETE'] as const) {
+      const response = await owner.call(method, '/storage/no-such-route/x');
+      expect({ status: response.status, body: response.body }).toEqual({ status: 404, body: { error: 'Not found', code: 'NOT_FOUND' } });
+    }
   });
 
   it('413 for a file larger than the account may store, leaving nothing behind', async () => {

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { authenticateRest, RestAuthError } from '../../auth/rest-auth.js';
 import type { AppDeps } from '../../deps.js';
 import { toJsonError, type JsonErrorResponse } from '../../http-errors.js';
@@ -19,6 +19,12 @@ function restErrorResponse(error: unknown): JsonErrorResponse {
   return s3ErrorAsJson(error) ?? toJsonError(error);
 }
 
+/** The REST API's 404 for a path under /api that no route claims; the S3 catch-all sends it too. */
+export function restNotFound(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  request.errorCode = 'NOT_FOUND';
+  return reply.code(404).send({ error: 'Not found', code: 'NOT_FOUND' });
+}
+
 export async function restApi(app: FastifyInstance, options: { deps: AppDeps }): Promise<void> {
   const { deps } = options;
 
@@ -32,10 +38,7 @@ export async function restApi(app: FastifyInstance, options: { deps: AppDeps }):
     if (response.headers) reply.headers(response.headers);
     return reply.code(response.statusCode).send(response.body);
   });
-  app.setNotFoundHandler((request, reply) => {
-    request.errorCode = 'NOT_FOUND';
-    return reply.code(404).send({ error: 'Not found', code: 'NOT_FOUND' });
-  });
+  app.setNotFoundHandler(restNotFound);
 
   app.decorateRequest('restTenant', null);
   // Every REST route is a tenant's: authenticate once here, before any body is read.
