@@ -236,7 +236,7 @@ export class AwsChunkedDecoder extends Transform {
   }
 
   private verifyChunkSignature(dataSha256: string): void {
-    const { signingKey, amzDate, scope } = this.signing!;
+    const { amzDate, scope } = this.signing!;
     const stringToSign = `AWS4-HMAC-SHA256-PAYLOAD\n${amzDate}\n${scope}\n${this.previousSignature}\n${EMPTY_SHA256}\n${dataSha256}`;
     this.previousSignature = this.checkSignature(stringToSign, this.chunkSignature);
   }

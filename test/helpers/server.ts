@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { startServer, type RunningServer } from '../../src/main.js';
+import { runCli, waitForListening, type CliProcess } from './cli.js';
 import { createPostgresDatabase, primaryDbKind } from './db.js';
 
 export const TEST_MASTER_KEY = 'a'.repeat(64);
@@ -73,4 +74,33 @@ export async function startTestServer(env: Record<string, string> = {}, options:
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+export interface ChildGateway extends CliProcess {
+  gatewayUrl: string;
+  adminUrl: string;
+}
+
+/**
+ * Starts `jettythunder serve` as a separate process on free loopback ports with the test keys, for tests
+ * of several gateway processes; `env` adds to (or overrides) that, and must name the shared DATABASE_URL.
+ */
+export async function startChildGateway(env: Record<string, string>): Promise<ChildGateway> {
+  const cli = runCli(['serve'], {
+    env: {
+      GATEWAY_HOST: '127.0.0.1',
+      GATEWAY_PORT: '0',
+      ADMIN_PORT: '0',
+      JT_MASTER_KEY: TEST_MASTER_KEY,
+      AGENTCACHE_WEBHOOK_SECRET: TEST_ADMIN_SECRET,
+      LOG_LEVEL: 'info',
+      ...env,
+    },
+  });
+  try {
+    return { ...cli, ...(await waitForListening(cli)) };
+  } catch (error) {
+    cli.child.kill('SIGKILL');
+    throw error;
+  }
 }

@@ -6,10 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcileUsage } from '../../src/jobs/reconcile.js';
 import { expireReservations } from '../../src/quota/storage.js';
 import { admin, provisionAccount, waitFor } from '../helpers/admin.js';
-import { runCli, waitForListening, type CliProcess } from '../helpers/cli.js';
 import { createPostgresDatabase, testDatabaseUrl } from '../helpers/db.js';
 import { MiB, storageState, streamedPut, xmlElement } from '../helpers/quota.js';
-import { TEST_ADMIN_SECRET, TEST_MASTER_KEY, startTestServer, type TestServer } from '../helpers/server.js';
+import { startChildGateway, startTestServer, type ChildGateway, type TestServer } from '../helpers/server.js';
 
 const RESERVATION_TTL_SECONDS = 2;
 
@@ -18,7 +17,7 @@ describe.runIf(testDatabaseUrl !== null)('a gateway killed with SIGKILL in the m
   let dataDir: string;
   let drop: () => Promise<void>;
   let survivor: TestServer;
-  let victim: CliProcess;
+  let victim: ChildGateway;
   let victimGatewayUrl: string;
 
   beforeAll(async () => {
@@ -28,18 +27,8 @@ describe.runIf(testDatabaseUrl !== null)('a gateway killed with SIGKILL in the m
     // Background jobs stay off so that this test alone decides when reservations expire.
     const shared = { DATABASE_URL: database.url, DATA_DIR: dataDir, RESERVATION_TTL_SECONDS: String(RESERVATION_TTL_SECONDS), JOBS_ENABLED: 'false' };
     survivor = await startTestServer(shared);
-    victim = runCli(['serve'], {
-      env: {
-        ...shared,
-        GATEWAY_HOST: '127.0.0.1',
-        GATEWAY_PORT: '0',
-        ADMIN_PORT: '0',
-        JT_MASTER_KEY: TEST_MASTER_KEY,
-        AGENTCACHE_WEBHOOK_SECRET: TEST_ADMIN_SECRET,
-        LOG_LEVEL: 'info',
-      },
-    });
-    ({ gatewayUrl: victimGatewayUrl } = await waitForListening(victim));
+    victim = await startChildGateway(shared);
+    victimGatewayUrl = victim.gatewayUrl;
   });
   afterAll(async () => {
     victim?.child.kill('SIGKILL');

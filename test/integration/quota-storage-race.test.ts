@@ -5,11 +5,10 @@ import path from 'node:path';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admin, provisionAccount, type Provisioned } from '../helpers/admin.js';
-import { runCli, waitForListening, type CliProcess } from '../helpers/cli.js';
 import { createPostgresDatabase, testDatabaseUrl } from '../helpers/db.js';
 import { backendFiles, MiB, storageState, streamedPut, xmlElement } from '../helpers/quota.js';
 import { readAll, s3Client } from '../helpers/s3.js';
-import { TEST_ADMIN_SECRET, TEST_MASTER_KEY, startTestServer, type TestServer } from '../helpers/server.js';
+import { startChildGateway, startTestServer, type ChildGateway, type TestServer } from '../helpers/server.js';
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
@@ -18,7 +17,7 @@ describe.runIf(testDatabaseUrl !== null)('64 uploads racing for the last 10 MB o
   let dataDir: string;
   let drop: () => Promise<void>;
   let inProcess: TestServer;
-  let child: CliProcess;
+  let child: ChildGateway;
   let childGatewayUrl: string;
   let account: Provisioned;
 
@@ -27,19 +26,8 @@ describe.runIf(testDatabaseUrl !== null)('64 uploads racing for the last 10 MB o
     const database = await createPostgresDatabase();
     drop = database.drop;
     inProcess = await startTestServer({ DATABASE_URL: database.url, DATA_DIR: dataDir });
-    child = runCli(['serve'], {
-      env: {
-        DATABASE_URL: database.url,
-        DATA_DIR: dataDir,
-        GATEWAY_HOST: '127.0.0.1',
-        GATEWAY_PORT: '0',
-        ADMIN_PORT: '0',
-        JT_MASTER_KEY: TEST_MASTER_KEY,
-        AGENTCACHE_WEBHOOK_SECRET: TEST_ADMIN_SECRET,
-        LOG_LEVEL: 'info',
-      },
-    });
-    ({ gatewayUrl: childGatewayUrl } = await waitForListening(child));
+    child = await startChildGateway({ DATABASE_URL: database.url, DATA_DIR: dataDir });
+    childGatewayUrl = child.gatewayUrl;
   });
   afterAll(async () => {
     child?.child.kill('SIGTERM');

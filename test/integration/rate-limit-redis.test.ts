@@ -5,10 +5,9 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admin, provisionAccount, type Provisioned } from '../helpers/admin.js';
-import { runCli, waitForListening, type CliProcess } from '../helpers/cli.js';
 import { createPostgresDatabase, testDatabaseUrl } from '../helpers/db.js';
 import { signedRequest, xmlText } from '../helpers/raw-s3.js';
-import { startTestServer, TEST_ADMIN_SECRET, TEST_MASTER_KEY, type TestServer } from '../helpers/server.js';
+import { startChildGateway, startTestServer, type ChildGateway, type TestServer } from '../helpers/server.js';
 
 /** CI sets it; the processes also need one PostgreSQL database to share, as PGlite is one process. */
 const redisUrl = process.env.TEST_REDIS_URL?.trim() || null;
@@ -19,7 +18,7 @@ describe.runIf(redisUrl !== null && testDatabaseUrl !== null)('rate limits count
   // Above the admin requests the tests make, so only the failed authentications reach it.
   const ADDRESS_LIMIT = 8;
   let inProcess: TestServer;
-  let child: CliProcess;
+  let child: ChildGateway;
   let childServer: Pick<TestServer, 'gatewayUrl' | 'adminUrl'>;
   let redis: Redis;
   let cleanup: () => Promise<void>;
@@ -33,10 +32,8 @@ describe.runIf(redisUrl !== null && testDatabaseUrl !== null)('rate limits count
     };
     const env = { DATABASE_URL: database.url, REDIS_URL: redisUrl!, RATE_LIMIT_KEY_PREFIX: keyPrefix, RATE_LIMIT_MAX_REQUESTS: String(ADDRESS_LIMIT) };
     inProcess = await startTestServer(env);
-    child = runCli(['serve'], {
-      env: { ...env, DATA_DIR: dataDir, GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: '0', ADMIN_PORT: '0', JT_MASTER_KEY: TEST_MASTER_KEY, AGENTCACHE_WEBHOOK_SECRET: TEST_ADMIN_SECRET },
-    });
-    childServer = await waitForListening(child);
+    child = await startChildGateway({ ...env, DATA_DIR: dataDir });
+    childServer = child;
     redis = new Redis(redisUrl!);
   });
   afterAll(async () => {
