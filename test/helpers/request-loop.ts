@@ -1,3 +1,4 @@
+import { expect } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Provisioned } from './admin.js';
@@ -88,4 +89,43 @@ export function startRequestLoop(
       await running;
     },
   };
+}
+
+/**
+ * What an outage may not leave behind, after the loop: every PUT answered 200 reads back byte for byte,
+ * every other one (and `alsoAbsent`) is NoSuchKey with no row; no blob lacks its object; every byte on
+ * the backend is a committed blob or a staged write listed for the collector. Returns the stored PUTs.
+ */
+export async function expectNothingHalfWritten(
+  server: TestServer,
+  account: Pick<Provisioned, 'id' | 'apiKey' | 'apiSecret' | 'agentcacheUserId'>,
+  load: RequestLoop,
+  alsoAbsent: string[] = [],
+): Promise<Array<[string, { body: string }]>> {
+  const stored = [...load.puts].filter(([, put]) => put.status === 200);
+  const failed = [...load.puts].filter(([, put]) => put.status !== 200);
+  expect(failed.length).toBeGreaterThan(0);
+  for (const [key, put] of stored) {
+    const response = await signedRequest(server, account, { method: 'GET', path: `/default/${key}` });
+    expect({ key, status: response.status, intact: response.body === put.body }).toEqual({ key, status: 200, intact: true });
+  }
+  for (const key of [...failed.map(([key]) => key), ...alsoAbsent]) {
+    const response = await signedRequest(server, account, { method: 'GET', path: `/default/${key}` });
+    expect({ key, status: response.status, code: xmlText(response.body, 'Code') }).toEqual({ key, status: 404, code: 'NoSuchKey' });
+  }
+  const { rows: objects } = await server.db.query<{ object_key: string }>('SELECT object_key FROM agentcache_assets WHERE account_id = $1', [account.id]);
+  expect(objects.map((o) => o.object_key).sort()).toEqual(stored.map(([key]) => key).sort());
+  const orphanBlobs = await server.db.query(
+    'SELECT b.id FROM blobs b WHERE b.account_id = $1 AND NOT EXISTS (SELECT 1 FROM agentcache_assets o WHERE o.blob_id = b.id)',
+    [account.id],
+  );
+  expect(orphanBlobs.rows).toEqual([]);
+  const { rows: trackedRows } = await server.db.query<{ key: string }>(
+    'SELECT backend_key AS key FROM blobs WHERE account_id = $1 UNION SELECT backend_key FROM staged_writes WHERE account_id = $1',
+    [account.id],
+  );
+  const tracked = new Set(trackedRows.map((r) => r.key));
+  const onBackend = (await server.backend.list({ prefix: `users/${account.agentcacheUserId}/blobs/` })).objects.map((o) => o.key);
+  expect(onBackend.filter((key) => !tracked.has(key))).toEqual([]);
+  return stored;
 }

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provisionAccount, waitFor, type Provisioned } from '../helpers/admin.js';
 import { signedRequest, xmlText } from '../helpers/raw-s3.js';
-import { HUNG_AFTER_MS, startRequestLoop, type RequestLoop } from '../helpers/request-loop.js';
+import { HUNG_AFTER_MS, expectNothingHalfWritten, startRequestLoop, type RequestLoop } from '../helpers/request-loop.js';
 import { startS3rver, type TestS3Server } from '../helpers/s3rver.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { freePort } from '../helpers/private-postgres.js';
@@ -85,34 +85,7 @@ describe('riding out a backend outage', () => {
     expect(await readyz()).toEqual({ status: 200, body: { status: 'ready', database: 'ok', backend: 'ok' } });
 
     // Nothing half written: every acknowledged PUT reads back byte for byte, every failed one is absent.
-    const stored = [...load.puts].filter(([, put]) => put.status === 200);
-    const failed = [...load.puts].filter(([, put]) => put.status !== 200);
-    expect(failed.length).toBeGreaterThan(0);
-    for (const [key, put] of stored) {
-      const response = await signedRequest(gateway, account, { method: 'GET', path: `/default/${key}` });
-      expect({ key, status: response.status, intact: response.body === put.body }).toEqual({ key, status: 200, intact: true });
-    }
-    for (const [key] of [...failed, ['during-outage']]) {
-      const response = await signedRequest(gateway, account, { method: 'GET', path: `/default/${key}` });
-      expect({ key, status: response.status, code: xmlText(response.body, 'Code') }).toEqual({ key, status: 404, code: 'NoSuchKey' });
-    }
-    const { rows: objects } = await gateway.db.query<{ object_key: string }>('SELECT object_key FROM agentcache_assets WHERE account_id = $1', [account.id]);
-    expect(objects.map((o) => o.object_key).sort()).toEqual(stored.map(([key]) => key).sort());
-    const orphanBlobs = await gateway.db.query(
-      'SELECT b.id FROM blobs b WHERE b.account_id = $1 AND NOT EXISTS (SELECT 1 FROM agentcache_assets o WHERE o.blob_id = b.id)',
-      [account.id],
-    );
-    expect(orphanBlobs.rows).toEqual([]);
-    const tracked = new Set(
-      (
-        await gateway.db.query<{ key: string }>(
-          'SELECT backend_key AS key FROM blobs WHERE account_id = $1 UNION SELECT backend_key FROM staged_writes WHERE account_id = $1',
-          [account.id],
-        )
-      ).rows.map((r) => r.key),
-    );
-    const onBackend = (await gateway.backend.list({ prefix: `users/${account.agentcacheUserId}/blobs/` })).objects.map((o) => o.key);
-    expect(onBackend.filter((key) => !tracked.has(key))).toEqual([]);
+    const stored = await expectNothingHalfWritten(gateway, account, load, ['during-outage']);
     // The database stayed up, so every failed PUT released its reservation at once.
     const { rows: usage } = await gateway.db.query<{ used: number; reserved: number }>(
       'SELECT storage_used_bytes AS used, storage_reserved_bytes AS reserved FROM agentcache_accounts WHERE id = $1',
