@@ -1,13 +1,14 @@
 import { Writable, type Readable, type Transform } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import type { HashTap, HashTapResult } from '../auth/hash-tap.js';
+import type { KeyRecord } from '../auth/key-store.js';
 import type { AppDeps } from '../deps.js';
 import { dedupBytesSaved } from '../observability/metrics.js';
 import type { ReservedBytes } from '../quota/byte-limit.js';
 import { formatBytes, QuotaError } from '../quota/errors.js';
 import { getAccountLimits } from '../quota/limits.js';
-import { releaseReservation, reservationMeter, reserveStorage, type Reservation } from '../quota/storage.js';
-import { deleteUnreferenced, findBlob, newBlobKey, stageWrite, type WarnLogger } from '../store/blobs.js';
+import { releaseReservation, reservationMeter, reserveStorageAndStage, type Reservation } from '../quota/storage.js';
+import { deleteUnreferenced, newBlobKey, type WarnLogger } from '../store/blobs.js';
 import { commitObject, type CommitResult, type ObjectWrite } from '../store/objects.js';
 
 /**
@@ -22,7 +23,11 @@ export interface PutStreamInput {
   deps: Pick<AppDeps, 'db' | 'backend' | 'config'>;
   log: WarnLogger;
   signal: AbortSignal;
-  account: { accountId: string; agentcacheUserId: string };
+  /**
+   * The authenticated account: its limits are the key record's, which every process refreshes on every
+   * account change. The storage quota itself is enforced by the reservation's statement, not by them.
+   */
+  account: Pick<KeyRecord, 'accountId' | 'agentcacheUserId' | 'limits'>;
   /** The request body as received. */
   source: Readable;
   /** Verifiers and hashes in order; the last one is the HashTap whose output goes to the backend. */
@@ -96,36 +101,39 @@ export async function streamThrough<T>(source: Readable, transforms: Transform[]
 
 export async function putObjectStream(input: PutStreamInput): Promise<PutStreamResult> {
   const { deps, account, log } = input;
-  const limits = await getAccountLimits(deps.db, account.accountId);
+  const { limits } = account;
   if (input.declaredLength !== undefined && input.declaredLength > limits.maxFileSizeBytes) {
     throw entityTooLarge(limits.maxFileSizeBytes, input.declaredLength);
   }
   if (limits.storageQuotaBytes === 0) {
+    // Only the refusal's message needs the usage: read it on this path alone.
+    const current = await getAccountLimits(deps.db, account.accountId);
     throw new QuotaError(
       'QUOTA_STORAGE_EXCEEDED',
-      `Storage quota exceeded: ${formatBytes(limits.storageUsedBytes)} used of 0 bytes (the ${limits.tier} tier has no storage).`,
-      { used: limits.storageUsedBytes, quota: 0 },
+      `Storage quota exceeded: ${formatBytes(current.storageUsedBytes)} used of 0 bytes (the ${limits.tier} tier has no storage).`,
+      { used: current.storageUsedBytes, quota: 0 },
     );
   }
 
   // A body of unknown length starts with nothing reserved; the meter grows the reservation ahead of the
-  // bytes and cuts the body off at the quota or the largest object allowed.
-  const reservation = await reserveStorage(deps.db, account.accountId, input.declaredLength ?? 0, deps.config.reservationTtlSeconds);
+  // bytes and cuts the body off at the quota or the largest object allowed. The same statement finds the
+  // claimed content stored already, or stages the backend object about to be written.
+  const key = newBlobKey(account.agentcacheUserId);
+  const { reservation, stored: existing } = await reserveStorageAndStage(deps.db, account.accountId, input.declaredLength ?? 0, deps.config.reservationTtlSeconds, {
+    backendKey: key,
+    ...(input.claimedSha256 !== undefined && { claimedSha256: input.claimedSha256 }),
+  });
   const maxBytes = input.declaredLength ?? limits.maxFileSizeBytes;
   const meter = reservationMeter(deps.db, reservation, { maxBytes, tooLarge: () => entityTooLarge(maxBytes) });
   const transforms = [...input.transforms];
   transforms.splice(transforms.length - 1, 0, meter);
-  let stagedKey: string | null = null;
+  const stagedKey: string | null = existing ? null : key;
   let committed = false;
   try {
-    const existing = input.claimedSha256 ? await findBlob(deps.db, account.accountId, input.claimedSha256) : null;
     if (existing) {
       // The content is stored already; the body is still read and its hash verified before linking.
       await streamThrough(input.source, transforms, (body) => pipeline(body, new Writable({ write: (_chunk, _encoding, next) => next() })));
     } else {
-      const key = newBlobKey(account.agentcacheUserId);
-      stagedKey = key;
-      await stageWrite(deps.db, account.accountId, key);
       await streamThrough(input.source, transforms, (body) =>
         deps.backend.put({ key, body, signal: input.signal, ...(input.declaredLength !== undefined && { contentLength: input.declaredLength }) }),
       );

@@ -77,6 +77,53 @@ export async function reserveStorage(
   return { id: reserved, accountId, bytes, ttlSeconds };
 }
 
+export interface StagedWrite {
+  /** The backend object the upload will write, recorded in staged_writes before its first byte goes out. */
+  backendKey: string;
+  /** The SHA-256 (hex) the client declared for the body: when the account stores that content already, nothing is staged. */
+  claimedSha256?: string;
+}
+
+/**
+ * reserveStorage and, in the same statement, what a single PUT does next: find the account's blob with
+ * the claimed content, else stage the backend object about to be written (see store/blobs.ts). One
+ * round trip and one commit instead of three. A refused reservation stages nothing. Returns the blob
+ * found, if any; then nothing was staged.
+ */
+export async function reserveStorageAndStage(
+  db: Db,
+  accountId: string,
+  bytes: number,
+  ttlSeconds: number,
+  write: StagedWrite,
+): Promise<{ reservation: Reservation; stored: { id: string; backendKey: string } | null }> {
+  const { rows } = await db.query<{ id: string; stored_id: string | null; stored_key: string | null }>(
+    `WITH reserved AS (
+       UPDATE agentcache_accounts a
+          SET storage_reserved_bytes = a.storage_reserved_bytes + $2
+         FROM account_limits l
+        WHERE a.id = $1 AND l.account_id = a.id
+          AND a.storage_used_bytes + a.storage_reserved_bytes + $2 <= l.storage_quota_bytes
+       RETURNING a.id),
+          reservation AS (
+       INSERT INTO storage_reservations (account_id, bytes, expires_at)
+       SELECT id, $2, now() + make_interval(secs => $3) FROM reserved
+       RETURNING id),
+          stored AS (SELECT id, backend_key FROM blobs WHERE account_id = $1 AND sha256 = $5),
+          staged AS (
+       INSERT INTO staged_writes (backend_key, account_id)
+       SELECT $4, id FROM reserved WHERE NOT EXISTS (SELECT 1 FROM stored))
+     SELECT reservation.id, stored.id AS stored_id, stored.backend_key AS stored_key FROM reservation LEFT JOIN stored ON true`,
+    [accountId, bytes, ttlSeconds, write.backendKey, write.claimedSha256 ?? null],
+  );
+  const row = rows[0];
+  if (!row) throw await quotaExceeded(db, accountId, bytes);
+  return {
+    reservation: { id: row.id, accountId, bytes, ttlSeconds },
+    stored: row.stored_id === null || row.stored_key === null ? null : { id: row.stored_id, backendKey: row.stored_key },
+  };
+}
+
 /**
  * Grows a reservation while a body of unknown length streams, so the storage it holds never runs ahead of
  * the bytes received by more than `wanted` and never past the quota. Asks for `wanted` more bytes; when

@@ -41,16 +41,19 @@ export interface NewBlob {
  * in staged_writes for the caller to delete after commit.
  */
 export async function linkOrRegisterBlob(q: Queryable, blob: NewBlob): Promise<BlobRef & { duplicate: boolean }> {
+  // The staged row goes in the same statement when the staged object became the blob.
   const { rows } = await q.query<{ id: string; backend_key: string }>(
-    `INSERT INTO blobs (account_id, sha256, md5, size_bytes, backend_key, refcount)
-     VALUES ($1, $2, $3, $4, $5, 1)
-     ON CONFLICT (account_id, sha256) DO UPDATE SET refcount = blobs.refcount + 1
-     RETURNING id, backend_key`,
+    `WITH linked AS (
+       INSERT INTO blobs (account_id, sha256, md5, size_bytes, backend_key, refcount)
+       VALUES ($1, $2, $3, $4, $5, 1)
+       ON CONFLICT (account_id, sha256) DO UPDATE SET refcount = blobs.refcount + 1
+       RETURNING id, backend_key),
+          unstaged AS (DELETE FROM staged_writes WHERE backend_key = $5 AND EXISTS (SELECT 1 FROM linked WHERE linked.backend_key = $5))
+     SELECT id, backend_key FROM linked`,
     [blob.accountId, blob.sha256, blob.md5, blob.size, blob.backendKey],
   );
   const row = rows[0]!;
   const duplicate = row.backend_key !== blob.backendKey;
-  if (!duplicate) await q.query('DELETE FROM staged_writes WHERE backend_key = $1', [blob.backendKey]);
   return { id: row.id, backendKey: row.backend_key, duplicate };
 }
 

@@ -112,6 +112,19 @@ export async function getObject(q: Queryable, bucketId: string, key: string): Pr
   return rows[0] ? toStoredObject(rows[0]) : null;
 }
 
+/**
+ * getObject by the bucket's name, scoped by the account, in one statement: a read that finds its object
+ * needs no separate bucket lookup. Null when either is missing; the caller tells which apart.
+ */
+export async function getObjectInNamedBucket(q: Queryable, accountId: string, bucketName: string, key: string): Promise<StoredObject | null> {
+  const { rows } = await q.query<ObjectRow>(
+    `SELECT ${OBJECT_COLUMNS} FROM buckets k JOIN agentcache_assets o ON o.bucket_id = k.id JOIN blobs b ON b.id = o.blob_id
+      WHERE k.account_id = $1 AND k.name = $2 AND o.object_key = $3 AND ${VISIBLE}`,
+    [accountId, bucketName, key],
+  );
+  return rows[0] ? toStoredObject(rows[0]) : null;
+}
+
 export interface ObjectWrite extends ObjectHeaders {
   accountId: string;
   bucketId: string;
@@ -170,10 +183,48 @@ export async function lockAccount(q: Queryable, accountId: string): Promise<stri
   return rows[0]?.status ?? 'deleted';
 }
 
-async function assertAccountActive(q: Queryable, accountId: string): Promise<void> {
-  const status = await lockAccount(q, accountId);
+/**
+ * lockAccount for a commit, and in the same statement KEY SHARE on the bucket row, which orders the commit
+ * against a DeleteBucket racing it: one of them sees the other. The account row is locked first (the
+ * materialized CTE), the bucket row only once that lock is held, as the lock order requires.
+ */
+async function lockForCommit(q: Queryable, accountId: string, bucketId: string): Promise<void> {
+  const { rows } = await q.query<{ status: string; bucket_locked: boolean | null }>(
+    `WITH account AS MATERIALIZED (SELECT status FROM agentcache_accounts WHERE id = $1 FOR NO KEY UPDATE)
+     SELECT account.status, (SELECT true FROM buckets WHERE id = $2 FOR KEY SHARE) AS bucket_locked FROM account`,
+    [accountId, bucketId],
+  );
+  const status = rows[0]?.status ?? 'deleted';
   if (status !== 'active') throw Object.assign(new Error(`The account is ${status}.`), { code: 'ACCOUNT_SUSPENDED' });
+  if (!rows[0]?.bucket_locked) throw Object.assign(new Error('The specified bucket does not exist'), { code: 'NoSuchBucket' });
 }
+
+// Writes the object row, replacing the key's current row when there is one (locked first), and returns
+// what it replaced. Commits of one account are serialised by its row lock, so no insert races this one.
+const UPSERT_OBJECT = `
+  WITH replaced AS MATERIALIZED (
+         SELECT id, blob_id, size_bytes FROM agentcache_assets WHERE bucket_id = $2 AND object_key = $3 FOR UPDATE),
+       updated AS (
+         UPDATE agentcache_assets o SET blob_id = $4, filename = $5, size_bytes = $6, content_hash = $7, etag = $8,
+             content_type = $9, content_encoding = $10, content_disposition = $11, content_language = $12, cache_control = $13,
+             expires_header = $14, user_metadata = $15, checksums = $16, parts_count = $17, cache_key = $18,
+             agentcache_pipeline_id = $19, expires_at = $20, uploaded_via = $21, multipart_upload_id = $22, part_sizes = $23,
+             hit_count = 0, last_accessed = NULL, created_at = now(), last_modified = now()
+          -- By the primary key alone: a plan may not trade it for a scan of the account's or bucket's rows.
+          WHERE o.id = (SELECT id FROM replaced)
+          RETURNING o.id, o.last_modified),
+       inserted AS (
+         INSERT INTO agentcache_assets (account_id, bucket_id, object_key, blob_id, filename, size_bytes, content_hash, etag,
+             content_type, content_encoding, content_disposition, content_language, cache_control, expires_header,
+             user_metadata, checksums, parts_count, cache_key, agentcache_pipeline_id, expires_at, uploaded_via,
+             multipart_upload_id, part_sizes)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23
+          WHERE NOT EXISTS (SELECT 1 FROM replaced)
+         RETURNING id, last_modified)
+  SELECT updated.id, updated.last_modified, replaced.blob_id AS replaced_blob_id, replaced.size_bytes AS replaced_size
+    FROM updated CROSS JOIN replaced
+  UNION ALL
+  SELECT id, last_modified, NULL, NULL FROM inserted`;
 
 /**
  * The one commit transaction of every write: link or register the blob, upsert the object row, release
@@ -185,10 +236,7 @@ export async function commitObject(db: Db, write: ObjectWrite, source: BlobSourc
 
 /** commitObject inside a transaction the caller holds, to commit more alongside (CompleteMultipartUpload). */
 export async function commitObjectIn(q: Queryable, write: ObjectWrite, source: BlobSource, reservation: Reservation | null, options: CommitOptions = {}): Promise<CommitResult> {
-  await assertAccountActive(q, write.accountId);
-  // KEY SHARE on the bucket row orders this commit against a DeleteBucket racing it: one of them sees the other.
-  const bucket = await q.query('SELECT 1 FROM buckets WHERE id = $1 FOR KEY SHARE', [write.bucketId]);
-  if (bucket.rowCount === 0) throw Object.assign(new Error('The specified bucket does not exist'), { code: 'NoSuchBucket' });
+  await lockForCommit(q, write.accountId, write.bucketId);
   const unreferenced: string[] = [];
   let blobId: string;
   let deduplicated: boolean;
@@ -207,11 +255,6 @@ export async function commitObjectIn(q: Queryable, write: ObjectWrite, source: B
     deduplicated = true;
   }
 
-  const previous = await q.query<{ id: string; blob_id: string; size_bytes: number }>(
-    'SELECT id, blob_id, size_bytes FROM agentcache_assets WHERE bucket_id = $1 AND object_key = $2 FOR UPDATE',
-    [write.bucketId, write.key],
-  );
-  const old = previous.rows[0];
   const values = [
     write.accountId, write.bucketId, write.key, blobId, write.key.split('/').pop() || write.key, write.size, write.sha256, write.etag,
     write.contentType, write.contentEncoding, write.contentDisposition, write.contentLanguage, write.cacheControl, write.expires,
@@ -219,32 +262,13 @@ export async function commitObjectIn(q: Queryable, write: ObjectWrite, source: B
     write.cacheKey ?? null, write.pipelineId ?? null, write.expiresAt ?? null, write.uploadedVia ?? 's3',
     write.multipartUploadId ?? null, write.partSizes ?? null,
   ];
-  let row: { id: string; last_modified: Date };
+  const upserted = await q.query<{ id: string; last_modified: Date; replaced_blob_id: string | null; replaced_size: number | null }>(UPSERT_OBJECT, values);
+  const row = upserted.rows[0];
+  if (!row) throw new Error('the object row was neither inserted nor updated');
+  const old = row.replaced_blob_id === null ? undefined : { blob_id: row.replaced_blob_id, size_bytes: Number(row.replaced_size) };
   if (old) {
-    const updated = await q.query<{ id: string; last_modified: Date }>(
-      `UPDATE agentcache_assets SET blob_id = $4, filename = $5, size_bytes = $6, content_hash = $7, etag = $8,
-          content_type = $9, content_encoding = $10, content_disposition = $11, content_language = $12, cache_control = $13,
-          expires_header = $14, user_metadata = $15, checksums = $16, parts_count = $17, cache_key = $18,
-          agentcache_pipeline_id = $19, expires_at = $20, uploaded_via = $21, multipart_upload_id = $22, part_sizes = $23,
-          hit_count = 0, last_accessed = NULL, created_at = now(), last_modified = now()
-        WHERE id = $24 AND account_id = $1 AND bucket_id = $2 AND object_key = $3
-        RETURNING id, last_modified`,
-      [...values, old.id],
-    );
-    row = updated.rows[0]!;
     const gone = await releaseBlob(q, old.blob_id);
     if (gone) unreferenced.push(gone);
-  } else {
-    const inserted = await q.query<{ id: string; last_modified: Date }>(
-      `INSERT INTO agentcache_assets (account_id, bucket_id, object_key, blob_id, filename, size_bytes, content_hash, etag,
-          content_type, content_encoding, content_disposition, content_language, cache_control, expires_header,
-          user_metadata, checksums, parts_count, cache_key, agentcache_pipeline_id, expires_at, uploaded_via,
-          multipart_upload_id, part_sizes)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
-       RETURNING id, last_modified`,
-      values,
-    );
-    row = inserted.rows[0]!;
   }
 
   // A reserved upload already passed the quota check for its full size; a copy did not; a completed

@@ -3,7 +3,7 @@ import { S3Error } from '../errors.js';
 import { applyResponseOverrides, evaluatePreconditions, objectResponseHeaders, parseRange, type ResolvedRange } from '../object-headers.js';
 import { quoteEtag } from '../xml.js';
 import { objectPartRange } from '../../store/multipart.js';
-import { getObject as findObject, type StoredObject } from '../../store/objects.js';
+import { getObjectInNamedBucket, type StoredObject } from '../../store/objects.js';
 
 export interface ObjectRead {
   object: StoredObject;
@@ -16,9 +16,12 @@ export interface ObjectRead {
  * Returns the answer without a body; GetObject adds the bytes.
  */
 export async function readObject(op: { bucket: string; key: string; partNumber?: number }, ctx: RequestContext): Promise<ObjectRead | S3Result> {
-  const bucket = await ctx.bucket(op.bucket);
-  const object = await findObject(ctx.deps.db, bucket.id, op.key);
-  if (!object) throw new S3Error('NoSuchKey', { resource: `/${op.bucket}/${op.key}`, extra: { Key: op.key } });
+  const object = await getObjectInNamedBucket(ctx.deps.db, ctx.account.accountId, op.bucket, op.key);
+  if (!object) {
+    // NoSuchBucket comes before NoSuchKey: only a miss pays for the bucket lookup that tells them apart.
+    await ctx.bucket(op.bucket);
+    throw new S3Error('NoSuchKey', { resource: `/${op.bucket}/${op.key}`, extra: { Key: op.key } });
+  }
 
   // Preconditions come before the range (RFC 9110 section 13.2.2).
   if (evaluatePreconditions(ctx.headers, object) === 304) {
