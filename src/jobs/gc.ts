@@ -1,3 +1,4 @@
+import { stageReleasedKey } from '../store/blobs.js';
 import { collectStaleUploads } from './multipart-gc.js';
 import type { JobContext, JobSummary } from './runner.js';
 
@@ -25,6 +26,8 @@ async function deleteStaged(ctx: JobContext, key: string): Promise<boolean> {
  * deleted under its row lock after checking again in a fresh statement, so a write that links to it
  * meanwhile either commits first (and the blob stays) or finds it gone and fails as if it never existed.
  * Its backend key moves to staged_writes in the same transaction, then the backend object is deleted.
+ * The key is staged as released (stageReleasedKey), so a run killed between the commit and the delete
+ * leaves a row that the next run's staged-writes pass removes.
  */
 async function collectUnreferencedBlobs(ctx: JobContext): Promise<number> {
   let collected = 0;
@@ -47,7 +50,7 @@ async function collectUnreferencedBlobs(ctx: JobContext): Promise<number> {
         const referenced = await q.query('SELECT 1 FROM agentcache_assets WHERE blob_id = $1 LIMIT 1', [id]);
         if (referenced.rowCount > 0) return null;
         await q.query('DELETE FROM blobs WHERE id = $1', [id]);
-        await q.query('INSERT INTO staged_writes (backend_key, account_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [blob.backend_key, blob.account_id]);
+        await stageReleasedKey(q, blob.backend_key, blob.account_id);
         return blob.backend_key;
       });
       if (key !== null && (await deleteStaged(ctx, key))) collected++;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { AppDeps } from '../deps.js';
-import { deleteUnreferenced } from '../store/blobs.js';
+import { deleteUnreferenced, stageReleasedKey } from '../store/blobs.js';
 
 /**
  * Brings completed multipart objects into the account's content-addressed store. Their parts arrive in
@@ -95,7 +95,7 @@ async function settleBlob(deps: HashDeps, blob: UnhashedBlob, digests: { sha256:
         const moved = await q.query('UPDATE agentcache_assets SET blob_id = $2, content_hash = $3 WHERE blob_id = $1', [blob.id, twin.id, digests.sha256]);
         await q.query('UPDATE blobs SET refcount = refcount + $2 WHERE id = $1', [twin.id, moved.rowCount]);
         await q.query('DELETE FROM blobs WHERE id = $1', [blob.id]);
-        await q.query('INSERT INTO staged_writes (backend_key, account_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [blob.backendKey, blob.accountId]);
+        await stageReleasedKey(q, blob.backendKey, blob.accountId);
         return 'merged' as const;
       });
       if (outcome === 'merged') await deleteUnreferenced({ db: deps.db, backend: deps.backend, logger: deps.logger }, [blob.backendKey]);

@@ -90,6 +90,20 @@ export async function findBlob(q: Queryable, accountId: string, sha256: string):
 }
 
 /**
+ * Lists the backend key of a blob row just deleted in this transaction for deletion after commit. Its
+ * bytes were committed and no upload writes that key again, so the row is dated as already past the
+ * staged-writes age bound: should the process die before deleting it, the collector's next run takes
+ * it, rather than waiting out the window that protects uploads still streaming.
+ */
+export async function stageReleasedKey(q: Queryable, backendKey: string, accountId: string): Promise<void> {
+  await q.query(
+    `INSERT INTO staged_writes (backend_key, account_id, created_at) VALUES ($1, $2, '-infinity')
+     ON CONFLICT (backend_key) DO UPDATE SET created_at = '-infinity'`,
+    [backendKey, accountId],
+  );
+}
+
+/**
  * Drops one reference. The last one deletes the blob row in this same transaction and moves its backend
  * key to staged_writes; returns that key for deletion after commit, else null.
  */
@@ -101,7 +115,7 @@ export async function releaseBlob(q: Queryable, blobId: string): Promise<string 
   const row = rows[0];
   if (!row || row.refcount > 0) return null;
   await q.query('DELETE FROM blobs WHERE id = $1 AND refcount = 0', [blobId]);
-  await q.query('INSERT INTO staged_writes (backend_key, account_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [row.backend_key, row.account_id]);
+  await stageReleasedKey(q, row.backend_key, row.account_id);
   return row.backend_key;
 }
 
