@@ -3,7 +3,6 @@ import type { ChecksumAlgorithm } from '../auth/checksums.js';
 import type { HashTap } from '../auth/hash-tap.js';
 import { BackendErrorCode } from '../backend/backend.js';
 import { formatBytes, QuotaError } from '../quota/errors.js';
-import { getAccountLimits } from '../quota/limits.js';
 import { releaseReservation, reserveStorage, type Reservation } from '../quota/storage.js';
 import { finishAbortedUpload, type MultipartUpload } from '../store/multipart.js';
 import { claimPartWriter, commitPart, releasePartWriter, renewPartWriter, WRITER_RENEW_SECONDS } from '../store/multipart-parts.js';
@@ -45,7 +44,8 @@ export async function storePart(ctx: RequestContext, upload: MultipartUpload, pa
   if (body.size > MAX_PART_BYTES) {
     throw new S3Error('EntityTooLarge', { extra: { ProposedSize: body.size, MaxSizeAllowed: MAX_PART_BYTES } });
   }
-  const limits = await getAccountLimits(db, ctx.account.accountId);
+  // The key record's limits: every process refreshes them on every account change.
+  const { limits } = ctx.account;
   const claim = await claimPartWriter(db, { uploadId: upload.id, partNumber, size: body.size, maxObjectBytes: limits.maxFileSizeBytes });
   if (claim.outcome === 'not-open') throw noSuchUpload(upload.uploadId);
   if (claim.outcome === 'busy') {

@@ -9,13 +9,19 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { provisionAccount, type Provisioned } from '../helpers/admin.js';
+import { admin, provisionAccount, type Provisioned } from '../helpers/admin.js';
 import { signedRequest, xmlText } from '../helpers/raw-s3.js';
 import { readAll, s3Client } from '../helpers/s3.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const md5 = (data: Buffer) => createHash('md5').update(data).digest('hex');
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** Changes an account's limits the way AgentCache does: through the admin API, which every process hears. */
+async function setOverrides(server: TestServer, account: Provisioned, overrides: Record<string, number | null>): Promise<void> {
+  const response = await admin(server, 'POST', '/api/agentcache/overrides', { agentcache_user_id: account.agentcacheUserId, ...overrides });
+  expect(response.status).toBe(200);
+}
 
 describe('CopyObject', () => {
   let server: TestServer;
@@ -175,7 +181,7 @@ describe('CopyObject', () => {
     try {
       const body = randomBytes(600);
       await client.send(new PutObjectCommand({ Bucket: 'default', Key: 'a', Body: body }));
-      await server.db.query('UPDATE agentcache_accounts SET storage_quota_bytes_override = 1000 WHERE id = $1', [small.id]);
+      await setOverrides(server, small, { storage_quota_bytes: 1000 });
       const error = await client.send(new CopyObjectCommand({ Bucket: 'default', Key: 'b', CopySource: 'default/a' })).catch((e: unknown) => e);
       expect(error).toMatchObject({ name: 'QuotaExceeded', $metadata: { httpStatusCode: 403 } });
       const rows = await server.db.query<{ object_key: string }>('SELECT object_key FROM agentcache_assets WHERE account_id = $1', [small.id]);
@@ -185,7 +191,7 @@ describe('CopyObject', () => {
       expect((await server.db.query<{ refcount: number }>('SELECT refcount FROM blobs WHERE sha256 = $1', [sha256(body)])).rows[0]!.refcount).toBe(1);
       // Overwriting a larger object with a copy shrinks usage, so it fits.
       await client.send(new PutObjectCommand({ Bucket: 'default', Key: 'c', Body: randomBytes(300) }));
-      await server.db.query('UPDATE agentcache_accounts SET storage_quota_bytes_override = 900 WHERE id = $1', [small.id]);
+      await setOverrides(server, small, { storage_quota_bytes: 900 });
       await expect(client.send(new CopyObjectCommand({ Bucket: 'default', Key: 'a', CopySource: 'default/c' }))).resolves.toBeDefined();
     } finally {
       client.destroy();
@@ -194,11 +200,11 @@ describe('CopyObject', () => {
 
   it('applies the maximum object size to a copy', async () => {
     await putSource('src/big', randomBytes(5000));
-    await server.db.query('UPDATE agentcache_accounts SET max_file_size_bytes_override = 4000 WHERE id = $1', [account.id]);
+    await setOverrides(server, account, { max_file_size_bytes: 4000 });
     try {
       await expect(copy({ Key: 'dst/big', CopySource: 'default/src/big' })).rejects.toMatchObject({ name: 'EntityTooLarge', $metadata: { httpStatusCode: 400 } });
     } finally {
-      await server.db.query('UPDATE agentcache_accounts SET max_file_size_bytes_override = NULL WHERE id = $1', [account.id]);
+      await setOverrides(server, account, { max_file_size_bytes: null });
     }
   });
 

@@ -3,7 +3,6 @@ import type { RequestHeaders } from '../../auth/canonical.js';
 import { createPayloadVerifier } from '../../auth/payload.js';
 import { BackendErrorCode } from '../../backend/backend.js';
 import { scheduleBlobHashing } from '../../jobs/hash-pending.js';
-import { getAccountLimits } from '../../quota/limits.js';
 import { deleteUnreferenced } from '../../store/blobs.js';
 import { beginCompletion, commitCompletedUpload, findCompletedObject, reopenUpload, type MultipartUpload } from '../../store/multipart.js';
 import type { StoredPart } from '../../store/multipart-parts.js';
@@ -100,7 +99,7 @@ async function claimCompletion(
   op: { bucket: string; key: string; uploadId: string },
   listed: readonly CompletedPart[],
 ): Promise<{ upload: MultipartUpload; parts: StoredPart[] } | S3Result> {
-  const { maxFileSizeBytes } = await getAccountLimits(ctx.deps.db, ctx.account.accountId);
+  const { maxFileSizeBytes } = ctx.account.limits;
   for (;;) {
     const upload = await findSettledUpload(ctx, op);
     if (!upload) return retriedCompletion(ctx, bucket, op, listed);

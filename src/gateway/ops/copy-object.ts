@@ -1,4 +1,3 @@
-import { getAccountLimits } from '../../quota/limits.js';
 import { deleteUnreferenced } from '../../store/blobs.js';
 import { commitObject, getObject as findObject, type ObjectHeaders, type StoredObject } from '../../store/objects.js';
 import { assertValidObjectKey } from '../bucket-name.js';
@@ -51,7 +50,7 @@ export const copyObject: OperationHandler<'CopyObject'> = async (op, ctx) => {
   if (source.size > MAX_COPY_SOURCE_BYTES) {
     throw new S3Error('InvalidRequest', { message: `The specified copy source is larger than the maximum allowable size for a copy source: ${MAX_COPY_SOURCE_BYTES}` });
   }
-  const limits = await getAccountLimits(ctx.deps.db, ctx.account.accountId);
+  const { limits } = ctx.account;
   if (source.size > limits.maxFileSizeBytes) throw entityTooLarge(limits.maxFileSizeBytes, source.size);
 
   // A multipart object just completed is read back once to compute its SHA-256 and MD5

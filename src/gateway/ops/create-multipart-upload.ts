@@ -23,10 +23,11 @@ export const createMultipartUpload: OperationHandler<'CreateMultipartUpload'> = 
   const { db, backend } = ctx.deps;
   const maxOpen = ctx.deps.config.multipart.maxOpenUploadsPerAccount;
 
-  const limits = await getAccountLimits(db, ctx.account.accountId);
   // A tier without storage refuses every upload at its start rather than at its first part.
-  if (limits.storageQuotaBytes === 0) {
-    throw new QuotaError('QUOTA_STORAGE_EXCEEDED', `Storage quota exceeded: the ${limits.tier} tier has no storage (0 bytes).`, { used: limits.storageUsedBytes, quota: 0 });
+  if (ctx.account.limits.storageQuotaBytes === 0) {
+    // Only the refusal's message needs the usage: read it on this path alone.
+    const current = await getAccountLimits(db, ctx.account.accountId);
+    throw new QuotaError('QUOTA_STORAGE_EXCEEDED', `Storage quota exceeded: the ${current.tier} tier has no storage (0 bytes).`, { used: current.storageUsedBytes, quota: 0 });
   }
   // Checked before the backend is asked, and again under a lock when the upload is recorded.
   if ((await countOpenUploads(db, ctx.account.accountId)) >= maxOpen) throw tooManyUploads(maxOpen);
