@@ -50,6 +50,23 @@ async function quotaExceeded(q: Queryable, accountId: string, bytes: number): Pr
   );
 }
 
+/**
+ * The reservation as common table expressions over ($1 account, $2 bytes, $3 TTL seconds): `reserved`
+ * holds the account's id only when the bytes fit (used + reserved + bytes <= quota) and were added to
+ * its reserved total; `reservation` the new reservation row's id. Empty both, when they do not fit.
+ */
+const RESERVE_CTES = `reserved AS (
+       UPDATE agentcache_accounts a
+          SET storage_reserved_bytes = a.storage_reserved_bytes + $2
+         FROM account_limits l
+        WHERE a.id = $1 AND l.account_id = a.id
+          AND a.storage_used_bytes + a.storage_reserved_bytes + $2 <= l.storage_quota_bytes
+       RETURNING a.id),
+     reservation AS (
+       INSERT INTO storage_reservations (account_id, bytes, expires_at)
+       SELECT id, $2, now() + make_interval(secs => $3) FROM reserved
+       RETURNING id)`;
+
 /** Reserves `bytes` of the account's storage quota, or throws QUOTA_STORAGE_EXCEEDED. */
 export async function reserveStorage(
   db: Db,
@@ -59,19 +76,7 @@ export async function reserveStorage(
 ): Promise<Reservation> {
   // One statement, so the check, the reserved total and the reservation row commit together without a
   // transaction's extra round trips on the hot path.
-  const { rows } = await db.query<{ id: string }>(
-    `WITH reserved AS (
-       UPDATE agentcache_accounts a
-          SET storage_reserved_bytes = a.storage_reserved_bytes + $2
-         FROM account_limits l
-        WHERE a.id = $1 AND l.account_id = a.id
-          AND a.storage_used_bytes + a.storage_reserved_bytes + $2 <= l.storage_quota_bytes
-       RETURNING a.id)
-     INSERT INTO storage_reservations (account_id, bytes, expires_at)
-     SELECT id, $2, now() + make_interval(secs => $3) FROM reserved
-     RETURNING id`,
-    [accountId, bytes, ttlSeconds],
-  );
+  const { rows } = await db.query<{ id: string }>(`WITH ${RESERVE_CTES} SELECT id FROM reservation`, [accountId, bytes, ttlSeconds]);
   const reserved = rows[0]?.id ?? null;
   if (reserved === null) throw await quotaExceeded(db, accountId, bytes);
   return { id: reserved, accountId, bytes, ttlSeconds };
@@ -98,17 +103,7 @@ export async function reserveStorageAndStage(
   write: StagedWrite,
 ): Promise<{ reservation: Reservation; stored: { id: string; backendKey: string } | null }> {
   const { rows } = await db.query<{ id: string; stored_id: string | null; stored_key: string | null }>(
-    `WITH reserved AS (
-       UPDATE agentcache_accounts a
-          SET storage_reserved_bytes = a.storage_reserved_bytes + $2
-         FROM account_limits l
-        WHERE a.id = $1 AND l.account_id = a.id
-          AND a.storage_used_bytes + a.storage_reserved_bytes + $2 <= l.storage_quota_bytes
-       RETURNING a.id),
-          reservation AS (
-       INSERT INTO storage_reservations (account_id, bytes, expires_at)
-       SELECT id, $2, now() + make_interval(secs => $3) FROM reserved
-       RETURNING id),
+    `WITH ${RESERVE_CTES},
           stored AS (SELECT id, backend_key FROM blobs WHERE account_id = $1 AND sha256 = $5),
           staged AS (
        INSERT INTO staged_writes (backend_key, account_id)

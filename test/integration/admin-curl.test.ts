@@ -1,27 +1,12 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SEED_PROVISION, SEED_QUOTA } from '../helpers/seed-commands.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const run = promisify(execFile);
 
-/**
- * The seed's Part 4 commands exactly as printed there ("Provision Test Account" and "Check Quota").
- * Only the host, the port and the credentials are changed, by the substitutions below.
- */
-const SEED_PROVISION = `curl -X POST https://jettythunder.app/api/agentcache/provision \\
-  -H "Authorization: Bearer shared_secret_123" \\
-  -H "Content-Type: application/json" \\
-  -d '{
-    "agentcache_user_id": "test-user-123",
-    "agentcache_email": "test@example.com",
-    "tier": "pro"
-  }'`;
-
-const SEED_QUOTA = `curl -X GET https://jettythunder.app/api/agentcache/quota \\
-  -H "Authorization: Bearer jt_live_xxxxxxxx" \\
-  -H "X-API-Secret: jts_xxxxxxxx"`;
-
+/** Runs one of the seed's commands, host, port and credentials substituted, and parses its JSON answer. */
 async function shell(command: string): Promise<unknown> {
   const { stdout } = await run('bash', ['-c', `${command} --silent --show-error`]);
   return JSON.parse(stdout);

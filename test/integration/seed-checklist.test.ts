@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admin, waitFor } from '../helpers/admin.js';
 import { restClient } from '../helpers/rest.js';
+import { SEED_PROVISION, SEED_QUOTA, SEED_UPLOAD } from '../helpers/seed-commands.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const run = promisify(execFile);
@@ -20,25 +21,6 @@ const run = promisify(execFile);
  * fallback. The Part 4 commands run as printed there, through the real curl; only the host, the port and
  * the credentials are substituted, and output flags are added so the test can read the status.
  */
-
-const SEED_PROVISION = `curl -X POST https://jettythunder.app/api/agentcache/provision \\
-  -H "Authorization: Bearer shared_secret_123" \\
-  -H "Content-Type: application/json" \\
-  -d '{
-    "agentcache_user_id": "test-user-123",
-    "agentcache_email": "test@example.com",
-    "tier": "pro"
-  }'`;
-
-const SEED_UPLOAD = `curl -X POST https://jettythunder.app/api/storage/upload \\
-  -H "Authorization: Bearer jt_live_xxxxxxxx" \\
-  -H "X-API-Secret: jts_xxxxxxxx" \\
-  -F "file=@test-image.jpg" \\
-  -F "cache_key=dalle_image_sunset_beach"`;
-
-const SEED_QUOTA = `curl -X GET https://jettythunder.app/api/agentcache/quota \\
-  -H "Authorization: Bearer jt_live_xxxxxxxx" \\
-  -H "X-API-Secret: jts_xxxxxxxx"`;
 
 /** A stand-in JettySpeed: /health answers as told, and any other path serves that backend key's bytes. */
 let health: number | 'hang' = 200;
