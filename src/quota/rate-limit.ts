@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { RateLimitStoreKind, ReadyConfig } from '../config.js';
@@ -200,6 +200,8 @@ export async function openRateLimits(config: Pick<ReadyConfig, 'rateLimit' | 'ra
  * connected, or after the first failure with a warning, so an unreachable Redis never stops start-up.
  */
 export async function openRateLimitRedis(url: string, logger: Logger): Promise<Redis> {
+  // Loaded only here: the client library costs every process about 10 MB of RSS, and only the redis store uses it.
+  const { Redis } = await import('ioredis');
   const client = new Redis(url, {
     lazyConnect: true,
     enableOfflineQueue: false,
