@@ -1,13 +1,12 @@
+import type { KeyLimits } from '../auth/key-store.js';
 import type { Queryable } from '../db/index.js';
 
-/** The limits in force for an account: its overrides where set, else its tier's (the account_limits view). */
-export interface AccountLimits {
-  tier: string;
-  storageQuotaBytes: number;
-  bandwidthQuotaBytes: number;
-  rateLimitPerMinute: number;
-  maxFileSizeBytes: number;
-  jettySpeedEnabled: boolean;
+/**
+ * The limits in force for an account (its overrides where set, else its tier's: the account_limits view)
+ * as the database holds them now, with its current usage. Requests read the limits from the key record;
+ * this is for the paths that need the usage as well.
+ */
+export interface AccountLimits extends KeyLimits {
   storageUsedBytes: number;
   storageReservedBytes: number;
 }
