@@ -29,6 +29,11 @@ const QUIET_LEVELS = new Set(['warn', 'error', 'fatal', 'silent']);
  * request (S3 binds `account` to the AgentCache user id) do not appear twice with other meanings.
  */
 export function logRequests(app: FastifyInstance, options: { listener: 'gateway' | 'admin'; requestLog: RequestLog }): void {
+  // The line's fields are all strings and numbers built below (the url already through redactUrl), so no
+  // redact path can match in them; pino's wildcard redaction would still run on each field of every line,
+  // which made the request line the gateway's largest allocator and grew the heap under small requests.
+  // A field that is an object or may hold a secret must not be added to this line.
+  const requestLines = app.log.child({}, { redact: [] });
   app.addHook('onRequest', async (request, reply) => {
     countTraffic(request, reply);
   });
@@ -37,7 +42,7 @@ export function logRequests(app: FastifyInstance, options: { listener: 'gateway'
     recordMetrics(summary);
     if (QUIET_LEVELS.has(request.routeOptions.logLevel ?? '')) return;
     options.requestLog.record(toLogEntry(summary));
-    app.log.info(
+    requestLines.info(
       {
         reqId: summary.requestId,
         surface: summary.surface,
