@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { Db, Queryable } from '../db/index.js';
+import { LIMIT_COLUMNS, toLimits, type Limits, type LimitsRow } from '../quota/limits.js';
 import { decryptSecret } from './secret-box.js';
 
 export type AccountStatus = 'active' | 'suspended' | 'deleted';
@@ -12,17 +13,9 @@ export interface KeyRecord {
   /** The current secret first, then the previous one while its rotation grace lasts. */
   secrets: string[];
   /** The limits in force (overrides, else the tier's), refreshed with the record on every account change. */
-  limits: KeyLimits;
+  limits: Limits;
 }
 
-export interface KeyLimits {
-  tier: string;
-  storageQuotaBytes: number;
-  bandwidthQuotaBytes: number;
-  rateLimitPerMinute: number;
-  maxFileSizeBytes: number;
-  jettySpeedEnabled: boolean;
-}
 
 export interface KeyStore {
   /** null for an unknown access key. */
@@ -44,19 +37,13 @@ export interface KeyStoreOptions {
   negativeTtlMs?: number;
 }
 
-interface KeyRow {
+interface KeyRow extends LimitsRow {
   account_id: string;
   agentcache_user_id: string;
   status: AccountStatus;
   api_secret_encrypted: string;
   previous_secret_encrypted: string | null;
   previous_secret_expires_at: Date | null;
-  tier: string;
-  storage_quota_bytes: number;
-  bandwidth_quota_bytes: number;
-  rate_limit_per_minute: number;
-  max_file_size_bytes: number;
-  jetty_speed_enabled: boolean;
 }
 
 // Values must be objects for lru-cache; `record: null` is a remembered miss.
@@ -84,8 +71,7 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
       `SELECT a.id AS account_id, agentcache_user_id, status, api_secret_encrypted,
               CASE WHEN previous_secret_expires_at > now() THEN previous_secret_encrypted END AS previous_secret_encrypted,
               CASE WHEN previous_secret_expires_at > now() THEN previous_secret_expires_at END AS previous_secret_expires_at,
-              l.tier, l.storage_quota_bytes, l.bandwidth_quota_bytes, l.rate_limit_per_minute, l.max_file_size_bytes,
-              l.jetty_speed_enabled
+              ${LIMIT_COLUMNS}
          FROM agentcache_accounts a JOIN account_limits l ON l.account_id = a.id WHERE a.api_key = $1`,
       [accessKeyId],
     );
@@ -101,15 +87,7 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
       // The cached entry must not outlive the previous secret's grace.
       ttl = Math.max(1, Math.min(ttlMs, new Date(row.previous_secret_expires_at).getTime() - Date.now()));
     }
-    const limits: KeyLimits = {
-      tier: row.tier,
-      storageQuotaBytes: row.storage_quota_bytes,
-      bandwidthQuotaBytes: row.bandwidth_quota_bytes,
-      rateLimitPerMinute: row.rate_limit_per_minute,
-      maxFileSizeBytes: row.max_file_size_bytes,
-      jettySpeedEnabled: row.jetty_speed_enabled,
-    };
-    return { record: { accountId: row.account_id, agentcacheUserId: row.agentcache_user_id, status: row.status, secrets, limits }, ttl };
+    return { record: { accountId: row.account_id, agentcacheUserId: row.agentcache_user_id, status: row.status, secrets, limits: toLimits(row) }, ttl };
   }
 
   return {
