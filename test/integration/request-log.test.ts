@@ -146,3 +146,22 @@ describe('request log (api_requests)', () => {
     }
   });
 });
+
+describe('request log turned off (REQUEST_LOG_ENABLED=false)', () => {
+  it('writes no api_requests rows, and still writes the JSON request line', async () => {
+    const quiet = await startTestServer({ REQUEST_LOG_ENABLED: 'false', REQUEST_LOG_FLUSH_MS: '10' });
+    try {
+      const tenant = await provisionAccount(quiet);
+      expect((await quota(quiet, tenant.apiKey, tenant.apiSecret)).status).toBe(200);
+      await waitFor('the request line', async () =>
+        quiet.logs.some((line) => line.msg === 'request' && line.operation === '/api/agentcache/quota') ? true : undefined,
+      );
+      // Well past several flush intervals of an enabled log: nothing was buffered to be written.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const { rows } = await quiet.db.query<{ n: number }>('SELECT count(*)::int AS n FROM api_requests');
+      expect(rows[0]!.n).toBe(0);
+    } finally {
+      await quiet.close();
+    }
+  });
+});
